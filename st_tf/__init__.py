@@ -1,0 +1,1 @@
+"""st_tf: self-training (Zoph et al. 2020) for detection and segmentation in TensorFlow."""
