@@ -1,0 +1,56 @@
+r"""Generates the DigitScenes dataset (see st_tf/data/digitscenes.py).
+
+  python scripts/make_digitscenes.py --output_dir=/tmp/digitscenes
+
+Writes ``{labeled,unlabeled,val}-*.tfrecord`` shards, ``<split>.json`` COCO
+annotations and the ``digitscenes.json`` metadata file.
+"""
+import os
+import sys
+
+# Runnable as `python scripts/make_digitscenes.py` from a source checkout.
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from absl import app  # pylint: disable=g-import-not-at-top
+from absl import flags
+
+from st_tf.data import digitscenes
+
+_OUTPUT_DIR = flags.DEFINE_string(
+    'output_dir', None, 'Folder to write the dataset to.', required=True)
+_NUM_LABELED = flags.DEFINE_integer(
+    'num_labeled', digitscenes.DEFAULT_NUM_LABELED, 'Labeled scenes.')
+_NUM_UNLABELED = flags.DEFINE_integer(
+    'num_unlabeled', digitscenes.DEFAULT_NUM_UNLABELED,
+    'Unlabeled scenes (labels are kept in the records for evaluation).')
+_NUM_VAL = flags.DEFINE_integer(
+    'num_val', digitscenes.DEFAULT_NUM_VAL, 'Validation scenes.')
+_SEED = flags.DEFINE_integer('seed', 0, 'Random seed (>= 0).')
+_NUM_SHARDS = flags.DEFINE_integer(
+    'num_shards', 4, 'Maximum number of TFRecord shards per split.')
+_NUM_WORKERS = flags.DEFINE_integer(
+    'num_workers', None, 'Writer processes (default: automatic).')
+_IMAGE_FORMAT = flags.DEFINE_enum(
+    'image_format', 'jpeg', ['jpeg', 'png'],
+    'Image encoding in the records (masks are always PNG).')
+_WRITE_IMAGES = flags.DEFINE_bool(
+    'write_images', False, 'Also write PNG files under <output_dir>/images/.')
+
+
+def main(argv):
+  del argv
+  paths = digitscenes.generate(
+      _OUTPUT_DIR.value, num_labeled=_NUM_LABELED.value,
+      num_unlabeled=_NUM_UNLABELED.value, num_val=_NUM_VAL.value,
+      seed=_SEED.value, num_shards=_NUM_SHARDS.value,
+      num_workers=_NUM_WORKERS.value, image_format=_IMAGE_FORMAT.value,
+      write_images=_WRITE_IMAGES.value)
+  meta = digitscenes.load_metadata(_OUTPUT_DIR.value)
+  print(f'DigitScenes written to {_OUTPUT_DIR.value}')
+  for split, files in paths.items():
+    print(f'  {split}: {meta["splits"][split]["num_examples"]} scenes in '
+          f'{len(files)} shards, COCO annotations {split}.json')
+
+
+if __name__ == '__main__':
+  app.run(main)
