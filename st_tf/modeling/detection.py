@@ -1,0 +1,166 @@
+"""Gin builder of a Model Garden RetinaNet (backbone + decoder + head + NMS).
+
+The model is Model Garden's `RetinaNetModel`, assembled by
+`official.vision.modeling.factory.build_retinanet` from a `RetinaNet` config
+whose backbone and decoder parts come from gin references (see
+`st_tf.modeling.backbones` and `st_tf.modeling.decoders`):
+
+  build_retinanet.backbone = @spinenet_mobile()
+  build_retinanet.decoder = @identity_decoder()
+
+Inputs: NORMALIZED float images [B, H, W, 3] (Model Garden mean/std; the
+wrapper model normalizes uint8 images before calling this model), H and W
+equal to `input_size` and divisible by 2**max_level.
+
+Outputs of `model(images, training=True)`:
+  cls_outputs: {str(level): [B, H/2**l, W/2**l, num_anchors * num_classes]}
+    logits, num_anchors = num_scales * len(aspect_ratios).
+  box_outputs: {str(level): [B, H/2**l, W/2**l, num_anchors * 4]} encoded
+    box regressions (Model Garden box coder, yxyx).
+With `training=False` (optionally `image_shape=[B, 2]`, and `anchor_boxes`)
+it also returns `detection_boxes` [B, max_num_detections, 4] in PIXELS of the
+input image (yxyx; clipped to `image_shape` [B, 2] (h, w) when it is given), `detection_scores` [B, N], `detection_classes` [B, N]
+(int, 1-based; background 0 never returned) and `num_detections` [B].
+
+The backbone alone (for backbone-only checkpoint init, e.g. ImageNet) is the
+model's `.backbone` attribute; `model.checkpoint_items` gives
+{'backbone', 'decoder' (if any), 'head'}. With l2_weight_decay > 0 the L2
+penalty is in `model.losses` (the loss must add `tf.add_n(model.losses)`).
+"""
+from typing import Optional, Sequence
+
+import gin
+import tf_keras
+
+from official.vision.configs import backbones as backbones_cfg
+from official.vision.configs import decoders as decoders_cfg
+from official.vision.configs import retinanet as retinanet_cfg
+from official.vision.modeling import factory
+from official.vision.modeling.decoders import factory as decoder_factory
+from st_tf.modeling import backbones
+from st_tf.modeling import common
+from st_tf.modeling import decoders
+
+
+@gin.configurable
+def build_retinanet(
+    input_size: Sequence[int] = (640, 640),
+    num_classes: int = gin.REQUIRED,
+    backbone: backbones_cfg.Backbone = gin.REQUIRED,
+    decoder: Optional[decoders_cfg.Decoder] = None,
+    min_level: int = 3,
+    max_level: int = 7,
+    num_scales: int = 3,
+    aspect_ratios: Sequence[float] = (0.5, 1.0, 2.0),
+    anchor_size: float = 4.0,
+    head_num_convs: int = 4,
+    head_num_filters: int = 256,
+    head_use_separable_conv: bool = False,
+    head_share_level_convs: bool = True,
+    activation: str = 'relu',
+    use_sync_bn: bool = False,
+    norm_momentum: float = 0.99,
+    norm_epsilon: float = 0.001,
+    apply_nms: bool = True,
+    pre_nms_top_k: int = 5000,
+    pre_nms_score_threshold: float = 0.05,
+    nms_iou_threshold: float = 0.5,
+    max_num_detections: int = 100,
+    nms_version: str = 'v2',
+    use_cpu_nms: bool = False,
+    soft_nms_sigma: Optional[float] = None,
+    use_class_agnostic_nms: bool = False,
+    l2_weight_decay: float = 0.0,
+) -> tf_keras.Model:
+  """Builds a Model Garden RetinaNetModel.
+
+  Args:
+    input_size: (height, width) in pixels; multiples of 2**max_level.
+    num_classes: number of classes INCLUDING background (class 0).
+    backbone: backbone config, e.g. gin `@spinenet_mobile()`.
+    decoder: decoder config, e.g. `@fpn()`; None means `identity_decoder()`.
+    min_level: smallest feature level (stride 2**min_level) with anchors.
+    max_level: largest feature level.
+    num_scales: anchor scales per octave.
+    aspect_ratios: anchor aspect ratios (width / height).
+    anchor_size: anchor base size relative to the level stride.
+    head_num_convs: convs per head tower.
+    head_num_filters: filters of the head towers.
+    head_use_separable_conv: separable convs in the head.
+    head_share_level_convs: share head conv weights across levels.
+    activation: activation of backbone/decoder/head ('relu', 'swish', ...).
+    use_sync_bn: cross-replica batch norm.
+    norm_momentum: batch-norm moving-average momentum.
+    norm_epsilon: batch-norm epsilon.
+    apply_nms: run NMS at inference (False returns decoded boxes/scores).
+    pre_nms_top_k: boxes kept per level before NMS.
+    pre_nms_score_threshold: score threshold before NMS.
+    nms_iou_threshold: NMS IoU threshold.
+    max_num_detections: detections kept per image.
+    nms_version: 'v1', 'v2', 'batched' (Model Garden generator versions).
+    use_cpu_nms: place NMS on CPU.
+    soft_nms_sigma: soft-NMS sigma (nms_version 'v1' only).
+    use_class_agnostic_nms: class-agnostic NMS (nms_version 'v2' only).
+    l2_weight_decay: L2 weight decay; the regularizer is l2(decay / 2).
+
+  Returns:
+    A built `RetinaNetModel` (see module docstring for inputs/outputs).
+  """
+  common.check_input_size(input_size, max_level)
+  if num_classes < 2:
+    raise ValueError(
+        f'num_classes counts the background and must be >= 2, got '
+        f'{num_classes}')
+  decoder = decoder if decoder is not None else decoders.identity_decoder()
+  norm_activation = common.norm_activation_config(
+      activation, use_sync_bn, norm_momentum, norm_epsilon)
+  model_config = retinanet_cfg.RetinaNet(
+      num_classes=num_classes,
+      input_size=[int(input_size[0]), int(input_size[1]), 3],
+      min_level=min_level,
+      max_level=max_level,
+      backbone=backbone,
+      decoder=decoder,
+      head=retinanet_cfg.RetinaNetHead(
+          num_convs=head_num_convs,
+          num_filters=head_num_filters,
+          use_separable_conv=head_use_separable_conv,
+          share_level_convs=head_share_level_convs),
+      detection_generator=retinanet_cfg.DetectionGenerator(
+          apply_nms=apply_nms,
+          pre_nms_top_k=pre_nms_top_k,
+          pre_nms_score_threshold=pre_nms_score_threshold,
+          nms_iou_threshold=nms_iou_threshold,
+          max_num_detections=max_num_detections,
+          nms_version=nms_version,
+          use_cpu_nms=use_cpu_nms,
+          soft_nms_sigma=soft_nms_sigma,
+          use_class_agnostic_nms=use_class_agnostic_nms),
+      anchor=retinanet_cfg.Anchor(
+          num_scales=num_scales,
+          aspect_ratios=list(aspect_ratios),
+          anchor_size=anchor_size),
+      norm_activation=norm_activation)
+  regularizer = common.l2_regularizer(l2_weight_decay)
+
+  backbone_model = backbones.build_backbone(
+      backbone, input_size, norm_activation, regularizer)
+  decoder_model = decoder_factory.build_decoder(
+      input_specs=backbone_model.output_specs,
+      model_config=model_config,
+      l2_regularizer=regularizer)
+  if decoder_model is None:
+    common.check_levels(backbone_model.output_specs, min_level, max_level,
+                        f'backbone {backbone.type}')
+  else:
+    common.check_levels(decoder_model.output_specs, min_level, max_level,
+                        f'decoder {decoder.type}')
+
+  input_specs = tf_keras.layers.InputSpec(
+      shape=[None, int(input_size[0]), int(input_size[1]), 3])
+  return factory.build_retinanet(
+      input_specs=input_specs,
+      model_config=model_config,
+      l2_regularizer=regularizer,
+      backbone=backbone_model,
+      decoder=decoder_model)
