@@ -1,0 +1,230 @@
+"""SavedModel export with uint8 and encoded-image serving signatures.
+
+Signatures (``H, W`` = the export `input_size`):
+
+* ``serving_default(images: uint8 [B, H, W, 3])`` -- the model's own input
+  contract; images are used as given (the caller resizes/pads).
+* ``serve_encoded(encoded: string [B])`` -- JPEG/PNG/BMP/GIF bytes. Each image
+  is decoded to RGB and resized **keeping its aspect ratio** so that it fits
+  in ``H x W`` (the scale is ``min(H/h, W/w)``, up or down), then zero-padded
+  at the bottom/right to ``H x W``: exactly Model Garden's eval
+  `resize_and_crop_image`. `image_info` ``[B, 4, 2]`` =
+  ``[[h, w], [H, W], [scale_y, scale_x], [0, 0]]`` is returned (Model
+  Garden's layout; row 1 is the desired size, the image itself covers
+  ``[:round(h * scale_y), :round(w * scale_x)]``).
+
+Detection outputs: `detection_boxes` float ``[B, K, 4]`` pixel yxyx,
+`detection_boxes_normalized` (the same boxes divided by the image size, in
+[0, 1]), `detection_classes` int32 ``[B, K]`` (ids >= 1), `detection_scores`
+float ``[B, K]``, `num_detections` int32 ``[B]``; rows ``k >= num_detections``
+are padding. For `serving_default` boxes are in the ``H x W`` input frame;
+for `serve_encoded` they are mapped back to each **original** image (pixels
+and normalized by the original size).
+
+Segmentation outputs: `class_map` int32 ``[B, H, W]`` (argmax of the logits
+bilinearly upsampled to the input size) and `confidence` float ``[B, H, W]``
+(the max softmax probability). For `serve_encoded` they are in the padded
+``H x W`` frame; crop the image region (see above) and resize it to
+``h x w`` to get original-resolution maps.
+"""
+from __future__ import annotations
+
+import os
+from typing import Any, Dict, Optional, Sequence
+
+from absl import logging
+import gin
+import tensorflow as tf
+import tf_keras
+from official.vision.ops import preprocess_ops
+
+from st_tf.evaluation import checkpoints
+
+DETECTION_KEYS = ('detection_boxes', 'detection_scores', 'detection_classes',
+                  'num_detections')
+
+
+class _ServingModule(tf.Module):
+  """Holds the model variables; subclasses define `serve`, `from_encoded`."""
+
+  def __init__(self, model: tf_keras.Model, input_size: Sequence[int]):
+    super().__init__()
+    if len(input_size) != 2 or min(input_size) <= 0:
+      raise ValueError(f'input_size must be [height, width], got {input_size}')
+    # Only the variables are tracked (saved); the Keras model itself is kept
+    # out of the object graph, so saving does not trace every Keras layer.
+    self._call_model = model.__call__
+    self.model_variables = list(model.variables)
+    self.input_size = [int(s) for s in input_size]
+
+  def _outputs(self, images: tf.Tensor) -> Dict[str, tf.Tensor]:
+    outputs = self._call_model(images, training=False)
+    if not isinstance(outputs, dict):
+      raise ValueError(f'model must return a dict, got {type(outputs)}')
+    return outputs
+
+  def _decode_and_resize(self, encoded: tf.Tensor):
+    """string [B] -> (uint8 [B, H, W, 3], image_info float [B, 4, 2])."""
+    height, width = self.input_size
+
+    def one(data):
+      image = tf.io.decode_image(data, channels=3, expand_animations=False)
+      image.set_shape([None, None, 3])
+      image, info = preprocess_ops.resize_and_crop_image(
+          image, self.input_size, padded_size=self.input_size)
+      image = tf.cast(tf.clip_by_value(tf.round(image), 0, 255), tf.uint8)
+      return tf.ensure_shape(image, [height, width, 3]), info
+
+    return tf.map_fn(
+        one, encoded,
+        fn_output_signature=(tf.TensorSpec([height, width, 3], tf.uint8),
+                             tf.TensorSpec([4, 2], tf.float32)))
+
+  def serve(self, images: tf.Tensor) -> Dict[str, tf.Tensor]:
+    """uint8 [B, H, W, 3] -> outputs in the input frame."""
+    raise NotImplementedError
+
+  def from_encoded(self, outputs: Dict[str, tf.Tensor],
+                   image_info: tf.Tensor) -> Dict[str, tf.Tensor]:
+    """Adapts `serve` outputs of resized encoded images (+ image_info)."""
+    raise NotImplementedError
+
+  def signatures(self) -> Dict[str, tf.types.experimental.ConcreteFunction]:
+    """{'serving_default': uint8 images fn, 'serve_encoded': bytes fn}."""
+    height, width = self.input_size
+    serve = tf.function(self.serve).get_concrete_function(
+        tf.TensorSpec([None, height, width, 3], tf.uint8, name='images'))
+
+    def serve_encoded(encoded):
+      images, image_info = self._decode_and_resize(encoded)
+      # Calls the traced `serve` graph: the model is traced only once.
+      return self.from_encoded(serve(images), image_info)
+
+    encoded_fn = tf.function(serve_encoded).get_concrete_function(
+        tf.TensorSpec([None], tf.string, name='encoded'))
+    return {'serving_default': serve, 'serve_encoded': encoded_fn}
+
+
+class DetectionServingModule(_ServingModule):
+  """Serving functions for a detection (RetinaNet) model."""
+
+  def serve(self, images: tf.Tensor) -> Dict[str, tf.Tensor]:
+    """uint8 [B, H, W, 3] -> detections in the input frame."""
+    outputs = self._outputs(images)
+    missing = [k for k in DETECTION_KEYS if k not in outputs]
+    if missing:
+      raise ValueError(f'detection model outputs lack {missing}; got '
+                       f'{sorted(outputs)}')
+    height, width = self.input_size
+    boxes = tf.cast(outputs['detection_boxes'], tf.float32)
+    return {
+        'detection_boxes': boxes,
+        'detection_boxes_normalized': boxes / tf.constant(
+            [height, width, height, width], tf.float32),
+        'detection_scores': tf.cast(outputs['detection_scores'], tf.float32),
+        'detection_classes': tf.cast(outputs['detection_classes'], tf.int32),
+        'num_detections': tf.cast(outputs['num_detections'], tf.int32),
+    }
+
+  def from_encoded(self, outputs, image_info):
+    """Maps boxes back to each original image (pixels and normalized)."""
+    out = dict(outputs)
+    original_size = tf.tile(image_info[:, 0:1, :], [1, 1, 2])  # [B, 1, 4]
+    scale = tf.tile(image_info[:, 2:3, :], [1, 1, 2])
+    boxes = tf.clip_by_value(out['detection_boxes'] / scale, 0.0,
+                             original_size)
+    out['detection_boxes'] = boxes
+    out['detection_boxes_normalized'] = boxes / original_size
+    out['image_info'] = image_info
+    return out
+
+
+class SegmentationServingModule(_ServingModule):
+  """Serving functions for a semantic segmentation model."""
+
+  def serve(self, images: tf.Tensor) -> Dict[str, tf.Tensor]:
+    """uint8 [B, H, W, 3] -> class_map int32 [B, H, W], confidence [B, H, W]."""
+    outputs = self._outputs(images)
+    if 'logits' not in outputs:
+      raise ValueError(f'segmentation model outputs lack `logits`; got '
+                       f'{sorted(outputs)}')
+    logits = tf.image.resize(tf.cast(outputs['logits'], tf.float32),
+                             self.input_size, method='bilinear')
+    probs = tf.nn.softmax(logits, axis=-1)
+    return {'class_map': tf.argmax(logits, axis=-1, output_type=tf.int32),
+            'confidence': tf.reduce_max(probs, axis=-1)}
+
+  def from_encoded(self, outputs, image_info):
+    """Keeps the padded-frame maps; adds image_info."""
+    return dict(outputs, image_info=image_info)
+
+
+SERVING_MODULES = {
+    'detection': DetectionServingModule,
+    'segmentation': SegmentationServingModule,
+}
+
+
+def export_saved_model(model: tf_keras.Model, export_dir: str, *,
+                       input_size: Sequence[int], task: str) -> str:
+  """Writes `model` as a SavedModel with the signatures described above.
+
+  Args:
+    model: uint8-input model (`SelfTrainingModel` or alike), weights loaded.
+    export_dir: destination directory (replaced if it exists). Written to
+      `<export_dir>.tmp` first and renamed, so it is never half-written.
+    input_size: [H, W] of the serving input.
+    task: a key of `SERVING_MODULES` ('detection' or 'segmentation').
+
+  Returns:
+    `export_dir`.
+  """
+  if task not in SERVING_MODULES:
+    raise ValueError(f'unknown task {task!r}; expected one of '
+                     f'{sorted(SERVING_MODULES)}')
+  module = SERVING_MODULES[task](model, input_size)
+  signatures = module.signatures()
+  tmp_dir = export_dir.rstrip('/') + '.tmp'
+  for path in (tmp_dir, export_dir):
+    if tf.io.gfile.exists(path):
+      logging.warning('Replacing existing %s', path)
+      tf.io.gfile.rmtree(path)
+  tf.io.gfile.makedirs(os.path.dirname(tmp_dir.rstrip('/')) or '.')
+  tf.saved_model.save(module, tmp_dir, signatures=signatures)
+  tf.io.gfile.rename(tmp_dir, export_dir)
+  logging.info('Exported %s SavedModel to %s', task, export_dir)
+  return export_dir
+
+
+@gin.configurable
+def export(model_dir: str = gin.REQUIRED,
+           model: Any = gin.REQUIRED,
+           export_dir: Optional[str] = None,
+           *,
+           input_size: Sequence[int] = gin.REQUIRED,
+           task: str = gin.REQUIRED,
+           checkpoint: Optional[str] = None) -> str:
+  """Restores the latest (or given) checkpoint and exports a SavedModel.
+
+  Args:
+    model_dir: the trainer's directory.
+    model: uint8-input model (or a zero-argument factory returning one).
+    export_dir: base directory; None -> `model_dir/export`. The SavedModel is
+      written to `<export_dir>/<step>`.
+    input_size: [H, W] serving input size.
+    task: 'detection' or 'segmentation' (a `SERVING_MODULES` key).
+    checkpoint: checkpoint prefix or directory; None -> latest in model_dir.
+
+  Returns:
+    The SavedModel directory.
+  """
+  if not isinstance(model, tf_keras.Model) and callable(model):
+    model = model()
+  if len(input_size) != 2:
+    raise ValueError(f'input_size must be [height, width], got {input_size}')
+  model(tf.zeros([1, *input_size, 3], tf.uint8), training=False)  # Builds.
+  path, step = checkpoints.restore_model(model, model_dir, checkpoint)
+  base = export_dir or os.path.join(model_dir, 'export')
+  logging.info('Exporting %s (step %d)', path, step)
+  return export_saved_model(model, os.path.join(base, str(step)),
+                            input_size=input_size, task=task)
