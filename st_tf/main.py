@@ -35,6 +35,7 @@ MODES: Dict[str, str] = {
     'train': 'st_tf.training.trainer:train',
     'eval': 'st_tf.evaluation.runner:evaluate',
     'export': 'st_tf.export.saved_model:export',
+    'pseudo_label': 'st_tf.pseudo_label.runner:pseudo_label',
 }
 
 _REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(st_tf.__file__)))
@@ -97,9 +98,18 @@ def get_mode(mode: str) -> Callable[..., Any]:
   return getattr(module, fn_name)
 
 
+@gin.configurable
+def prepare(fns: Sequence[Callable[[], Any]] = ()) -> None:
+  """Runs set-up steps bound in gin before any mode (e.g. making the demo
+  data: `prepare.fns = [@ensure_digitscenes]`)."""
+  for fn in fns:
+    fn()
+
+
 def run(mode: str, model_dir: Optional[str] = None) -> Any:
   """Runs a mode with the parsed gin config; returns its result."""
   entry = get_mode(mode)
+  prepare()
   kwargs = {'model_dir': model_dir} if model_dir else {}
   result = entry(**kwargs)
   out_dir = model_dir

@@ -19,6 +19,8 @@ from official.vision.ops import preprocess_ops
 from st_tf.losses import self_training
 
 # (outputs, labels, example_weight [B]) -> {'total': scalar, ...scalars}.
+# loss_fn(outputs, labels, example_weight [P, B]) -> dict of [P] float32 terms
+# (key "total" is the part loss); see st_tf/losses/detection.py.
 LossFn = Callable[[Mapping[str, Any], Mapping[str, Any], tf.Tensor],
                   Mapping[str, tf.Tensor]]
 
@@ -154,8 +156,9 @@ class SelfTrainingModel(tf_keras.Model):
     has_pseudo = tf.reduce_any(is_pseudo > 0)
     with tf.GradientTape() as tape:
       outputs = _to_float32(self(images, training=True))
-      human = self.loss_fn(outputs, labels, is_human)
-      pseudo = self.loss_fn(outputs, labels, is_pseudo)
+      parts = self.loss_fn(outputs, labels, tf.stack([is_human, is_pseudo]))
+      human = {k: v[0] for k, v in parts.items()}
+      pseudo = {k: v[1] for k, v in parts.items()}
       combined, logs = self.combiner(
           human['total'], pseudo['total'], has_human, has_pseudo,
           training=True)

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 from typing import Callable, List, Optional, Tuple, Union
 
+import gin
 import tensorflow as tf
 from official.vision.dataloaders import decoder as mg_decoder
 from official.vision.dataloaders import tf_example_decoder
@@ -154,6 +155,7 @@ class _Validation:
     return int(self._skipped.numpy())
 
 
+@gin.configurable
 class DetectionDecoder(_Validation, tf_example_decoder.TfExampleDecoder):
   """Decodes detection records (human or pseudo) in Model Garden's format."""
 
@@ -248,6 +250,7 @@ class DetectionDecoder(_Validation, tf_example_decoder.TfExampleDecoder):
     return problems
 
 
+@gin.configurable
 class SegmentationDecoder(_Validation, mg_decoder.Decoder):
   """Decodes semantic segmentation records (human or pseudo)."""
 
@@ -308,6 +311,7 @@ class SegmentationDecoder(_Validation, mg_decoder.Decoder):
     return problems
 
 
+@gin.configurable
 class UnlabeledDecoder(_Validation, mg_decoder.Decoder):
   """Decodes the image of any of our records, ignoring labels."""
 

@@ -46,6 +46,7 @@ import json
 import os
 from typing import Dict, List, NamedTuple, Optional, Tuple
 
+import gin
 import numpy as np
 from PIL import Image
 import tensorflow as tf
@@ -470,3 +471,22 @@ def is_complete(output_dir: str, *, num_labeled: Optional[int] = None,
   except (FileNotFoundError, KeyError, TypeError, ValueError):
     return False
   return True
+
+
+@gin.configurable
+def ensure_digitscenes(output_dir: str = gin.REQUIRED,
+                       num_labeled: int = DEFAULT_NUM_LABELED,
+                       num_unlabeled: int = DEFAULT_NUM_UNLABELED,
+                       num_val: int = DEFAULT_NUM_VAL,
+                       seed: int = 0) -> str:
+  """Generates DigitScenes in `output_dir` unless a matching copy is there.
+
+  Used by the demo configs (`prepare.fns = [@ensure_digitscenes]`) so the
+  README's run command works on a clean checkout. Returns `output_dir`.
+  """
+  if not is_complete(output_dir, num_labeled=num_labeled,
+                     num_unlabeled=num_unlabeled, num_val=num_val, seed=seed):
+    print(f'DigitScenes not found in {output_dir}: generating it.')
+    generate(output_dir, num_labeled=num_labeled, num_unlabeled=num_unlabeled,
+             num_val=num_val, seed=seed)
+  return output_dir

@@ -45,6 +45,10 @@ def detection_loss(outputs: Mapping[str, Any],
                    box_loss_weight: float = 50.) -> dict[str, tf.Tensor]:
   """RetinaNet loss of the examples selected by `example_weight`.
 
+  The per-anchor focal and Huber terms are computed once and then reduced
+  for each part, so the human and pseudo losses of a student batch cost one
+  loss evaluation (pass `example_weight` of shape [P, B]).
+
   Args:
     outputs: RetinaNetModel outputs: `cls_outputs` {level: [B, h, w,
       A * num_classes]} and `box_outputs` {level: [B, h, w, A * 4]} logits /
@@ -53,7 +57,8 @@ def detection_loss(outputs: Mapping[str, Any],
       (class ids, 0 = background, -1 = negative / ignored), `box_targets`
       {level: [B, h, w, A * 4]} (encoded), `cls_weights` [B, num_anchors],
       `box_weights` [B, num_anchors].
-    example_weight: float [B], 1.0 for examples of this part, 0.0 otherwise.
+    example_weight: float [B] (one part) or [P, B] (P parts, e.g. human and
+      pseudo), 1.0 for examples of the part, 0.0 otherwise.
     num_classes: classes of the model, background included.
     focal_alpha: focal loss alpha.
     focal_gamma: focal loss gamma.
@@ -61,24 +66,19 @@ def detection_loss(outputs: Mapping[str, Any],
     box_loss_weight: weight of the box loss in `total`.
 
   Returns:
-    dict of float32 scalars: `total` = cls + box_loss_weight * box, `cls`,
-    `box`, and `num_positives` (positive anchors of the part, without the +1
-    guard). All are finite and zero when the part is empty.
+    dict of float32 scalars (or [P] vectors): `total` = cls + box_loss_weight
+    * box, `cls`, `box`, and `num_positives` (positive anchors of the part,
+    without the +1 guard). Each part is normalized by its own positives + 1,
+    exactly as Model Garden's `RetinaNetTask.build_losses` normalizes a batch;
+    all are finite and zero when a part is empty.
   """
   _check_labels(labels, outputs)
-  example_weight = tf.cast(example_weight, tf.float32)[:, None]
-  cls_sample_weight = tf.cast(labels['cls_weights'], tf.float32) * example_weight
-  box_sample_weight = tf.cast(labels['box_weights'], tf.float32) * example_weight
-  num_positives = tf.reduce_sum(box_sample_weight)
-  normalizer = num_positives + 1.0  # Model Garden's zero guard.
-  cls_sample_weight /= normalizer
-  box_sample_weight /= normalizer
-
+  # Model Garden's loss objects; `.call` gives the unreduced terms.
   cls_loss_fn = focal_loss.FocalLoss(
       alpha=focal_alpha, gamma=focal_gamma,
-      reduction=tf_keras.losses.Reduction.SUM)
+      reduction=tf_keras.losses.Reduction.NONE)
   box_loss_fn = tf_keras.losses.Huber(
-      huber_delta, reduction=tf_keras.losses.Reduction.SUM)
+      huber_delta, reduction=tf_keras.losses.Reduction.NONE)
 
   y_true_cls = loss_utils.multi_level_flatten(
       labels['cls_targets'], last_dim=None)
@@ -90,10 +90,23 @@ def detection_loss(outputs: Mapping[str, Any],
   y_pred_box = loss_utils.multi_level_flatten(
       _to_float32(outputs['box_outputs']), last_dim=4)
 
-  cls_loss = cls_loss_fn(
-      y_true=y_true_cls, y_pred=y_pred_cls, sample_weight=cls_sample_weight)
-  box_loss = box_loss_fn(
-      y_true=y_true_box, y_pred=y_pred_box, sample_weight=box_sample_weight)
+  cls_weights = tf.cast(labels['cls_weights'], tf.float32)  # [B, A]
+  box_weights = tf.cast(labels['box_weights'], tf.float32)  # [B, A]
+  # Per-example sums [B]: focal summed over classes and anchors, Huber
+  # averaged over the 4 coordinates (as Keras does) and summed over anchors.
+  cls_per_example = tf.reduce_sum(
+      tf.reduce_sum(cls_loss_fn.call(y_true_cls, y_pred_cls), -1) *
+      cls_weights, -1)
+  box_per_example = tf.reduce_sum(
+      box_loss_fn.call(y_true_box, y_pred_box) * box_weights, -1)
+  positives_per_example = tf.reduce_sum(box_weights, -1)
+
+  weight = tf.cast(example_weight, tf.float32)
+  part_sum = lambda per_example: tf.reduce_sum(weight * per_example, -1)
+  num_positives = part_sum(positives_per_example)
+  normalizer = num_positives + 1.0  # Model Garden's zero guard.
+  cls_loss = part_sum(cls_per_example) / normalizer
+  box_loss = part_sum(box_per_example) / normalizer
   return {
       'total': cls_loss + box_loss_weight * box_loss,
       'cls': cls_loss,

@@ -32,8 +32,9 @@ def segmentation_loss(outputs: Mapping[str, Any],
       (any float dtype, possibly lower resolution than the masks).
     labels: `masks` int [B, H, W, 1] class ids, `ignore_label` = ignore (also
       on padding).
-    example_weight: float [B], 1.0 for examples of this part, 0.0 otherwise.
-      Only its support (> 0) is used.
+    example_weight: float [B], 1.0 for examples of this part, 0.0 otherwise,
+      or [P, B] for P parts (the result then holds [P] vectors). Only its
+      support (> 0) is used.
     ignore_label: mask value that is not trained on.
     label_smoothing: Model Garden's label smoothing.
 
@@ -49,6 +50,11 @@ def segmentation_loss(outputs: Mapping[str, Any],
       raise ValueError(
           f'st_tf/losses/segmentation.py: {owner} lack {key!r} (have '
           f'{sorted(where)}).')
+  if example_weight.shape.rank == 2:  # One Model Garden loss per part.
+    parts = [segmentation_loss(outputs, labels, w, ignore_label=ignore_label,
+                               label_smoothing=label_smoothing)
+             for w in tf.unstack(example_weight)]
+    return {k: tf.stack([p[k] for p in parts]) for k in parts[0]}
   logits = tf.cast(outputs['logits'], tf.float32)
   masks = tf.cast(labels['masks'], tf.int32)
   if masks.shape.rank != 4:
