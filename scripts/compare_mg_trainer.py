@@ -56,7 +56,7 @@ def _run(cmd, log_path: str) -> float:
 def _mg_ap(log_path: str) -> float:
   """Reads the final validation AP that Model Garden logs."""
   text = open(log_path).read()
-  found = re.findall(r"'AP': ([0-9.eE+-]+)", text)
+  found = re.findall(r"'AP': (?:np\.float32\()?([0-9.eE+-]+)", text)
   if not found:
     raise RuntimeError(f'no AP found in {log_path}')
   return float(found[-1])

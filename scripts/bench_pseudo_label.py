@@ -1,0 +1,167 @@
+r"""Pseudo-labeling throughput and memory for the DigitScenes tiny detector.
+
+  python scripts/bench_pseudo_label.py [--num_images=256] [--batch_size=16] \
+      [--teacher_model_dir=/tmp/teacher] [--score_threshold=0.5]
+
+Prints, in one run:
+
+* pseudo-labeling images/s: decode + inference + NMS + box selection +
+  record writing (the `pseudo_label` mode, end to end);
+* the forward pass alone (backbone + decoder + head, no post-processing) at
+  the same batch size on images already in memory: the ceiling;
+* their ratio (goal >= 0.7);
+* peak RSS after labeling N and 4N images (goal: flat).
+
+Throughput is the steady state of the 4N-image run, from the end of its
+first batch (teacher loaded, functions traced) to its last shard written. Without `--teacher_model_dir` the teacher is a randomly initialised
+tiny model (gin/models/digitscenes_tiny_detection.gin) whose classifier is
+randomized so that boxes pass the threshold (a fresh RetinaNet scores every
+box ~0.01, which would leave NMS idle); the output says so.
+"""
+import functools
+import os
+import resource
+import sys
+import tempfile
+import time
+
+# Runnable as `python scripts/bench_pseudo_label.py` from a source checkout.
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from absl import app  # pylint: disable=g-import-not-at-top
+from absl import flags
+import gin
+import numpy as np
+import tensorflow as tf
+
+from st_tf import model as model_lib
+from st_tf.data import digitscenes
+from st_tf.losses import self_training
+from st_tf.modeling import detection as detection_modeling
+from st_tf.pseudo_label import runner
+from st_tf.pseudo_label import teacher as teacher_lib
+
+_REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_NUM_IMAGES = flags.DEFINE_integer('num_images', 256, 'N (also runs 4N).')
+_BATCH_SIZE = flags.DEFINE_integer('batch_size', 16, 'Inference batch size.')
+_TEACHER_DIR = flags.DEFINE_string(
+    'teacher_model_dir', None, 'Trained teacher checkpoint dir (model from '
+    '--model_gin); default: a random tiny model.')
+_MODEL_GIN = flags.DEFINE_string(
+    'model_gin', os.path.join(_REPO, 'gin/models/digitscenes_tiny_detection.gin'),
+    'Gin file of the teacher network (build_retinanet).')
+_SCORE = flags.DEFINE_float('score_threshold', 0.5, 'Pseudo-label threshold.')
+_NMS = flags.DEFINE_string('nms_version', 'batched', 'Pseudo-label NMS.')
+_WORK_DIR = flags.DEFINE_string('work_dir', None, 'Scratch folder.')
+
+
+def _no_loss(outputs, labels, weight):
+  del outputs, labels, weight
+  return {'total': tf.constant(0.0)}
+
+
+def _build_model(randomize: bool) -> model_lib.SelfTrainingModel:
+  network = detection_modeling.build_retinanet()
+  model = model_lib.SelfTrainingModel(
+      network, _no_loss, self_training.get_combiner('human_only'))
+  size = network.backbone.inputs[0].shape[1:3]
+  model(tf.zeros([1, *size, 3], tf.uint8), training=False)
+  if randomize:
+    rng = np.random.default_rng(0)
+    for var in network.head.trainable_variables:
+      if var.name.endswith('scores/bias:0'):
+        var.assign(rng.normal(-60.0, 0.5, var.shape).astype(np.float32))
+      elif 'scores/' in var.name and 'kernel' in var.name:
+        var.assign(rng.normal(0.0, 20.0, var.shape).astype(np.float32))
+  return model
+
+
+def _random_teacher_dir(work: str) -> str:
+  model_dir = os.path.join(work, 'random_teacher')
+  model = _build_model(randomize=True)
+  manager = tf.train.CheckpointManager(
+      tf.train.Checkpoint(model=model, step=tf.Variable(0, dtype=tf.int64)),
+      model_dir, max_to_keep=1, checkpoint_name='ckpt')
+  manager.save(checkpoint_number=0)
+  return model_dir
+
+
+def _peak_rss_mb() -> float:
+  return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def _forward_rate(teacher, images: np.ndarray, batch_size: int) -> float:
+  """Images/s of the network alone on in-memory batches."""
+  forward = tf.function(teacher.forward)
+  batches = [tf.constant(images[i:i + batch_size])
+             for i in range(0, len(images) - batch_size + 1, batch_size)]
+  tf.nest.map_structure(lambda t: t.numpy(), forward(batches[0]))  # Trace.
+  start = time.perf_counter()
+  for batch in batches:
+    out = forward(batch)
+  tf.nest.map_structure(lambda t: t.numpy(), out)
+  return len(batches) * batch_size / (time.perf_counter() - start)
+
+
+def main(argv):
+  del argv
+  n, batch = _NUM_IMAGES.value, _BATCH_SIZE.value
+  work = _WORK_DIR.value or tempfile.mkdtemp(prefix='bench_pseudo_label_')
+  gin.parse_config_files_and_bindings([_MODEL_GIN.value], [])
+  size = digitscenes.IMAGE_SIZE
+  data = {}
+  for count in (n, 4 * n):
+    folder = os.path.join(work, f'data_{count}')
+    if not digitscenes.is_complete(folder, num_unlabeled=count):
+      digitscenes.generate(folder, num_labeled=0, num_unlabeled=count,
+                           num_val=0, num_shards=4, image_size=size)
+    data[count] = digitscenes.file_pattern(folder, 'unlabeled')
+  teacher_dir = _TEACHER_DIR.value or _random_teacher_dir(work)
+  teacher = functools.partial(
+      teacher_lib.checkpoint_teacher, model_dir=teacher_dir,
+      model=functools.partial(_build_model, False))
+
+  rss, manifests, events = {}, {}, []
+  for count in (n, 4 * n):
+    events.clear()
+    manifests[count] = runner.pseudo_label(
+        output_dir=os.path.join(work, f'out_{count}_{time.time_ns()}'),
+        input_pattern=data[count], teacher=teacher,
+        num_classes=digitscenes.NUM_CLASSES, score_threshold=_SCORE.value,
+        batch_size=batch, nms_version=_NMS.value, gallery_size=0,
+        on_event=lambda kind, name: events.append((kind, time.perf_counter())))
+    rss[count] = _peak_rss_mb()
+  # Steady state of the 4N run: from the end of its first batch (tracing
+  # done) to the end of its last shard.
+  first = next(t for kind, t in events if kind == 'batch')
+  last = max(t for kind, t in events if kind == 'shard')
+  rate = (4 * n - batch) / (last - first)
+
+  loaded = teacher()
+  images = np.stack([digitscenes.scene_for('unlabeled', i, 0, size)[0]
+                     for i in range(max(4 * batch, 64))])
+  ceiling = _forward_rate(loaded, images, batch)
+
+  totals = manifests[4 * n]['totals']
+  print('\n=== pseudo-label benchmark (DigitScenes tiny RetinaNet, '
+        f'{size}x{size}, batch {batch}, CPU threads: '
+        f'{tf.config.threading.get_inter_op_parallelism_threads() or "auto"})')
+  if _TEACHER_DIR.value:
+    print(f'teacher: checkpoint {teacher_dir}')
+  else:
+    print('teacher: RANDOMLY INITIALISED tiny model, classifier randomized '
+          'so that boxes pass the threshold (realistic NMS load); pass '
+          '--teacher_model_dir for a trained one')
+  print(f'score threshold {_SCORE.value}, nms_version {_NMS.value}; '
+        f'{totals["labels_per_image"]:.1f} pseudo boxes / image kept')
+  print(f'pseudo-labeling (decode+inference+NMS+write): {rate:8.1f} img/s')
+  print(f'forward pass alone (backbone+head), ceiling:  {ceiling:8.1f} img/s')
+  print(f'ratio: {rate / ceiling:.2f} (goal >= 0.7)')
+  print(f'peak RSS after {n:5d} images: {rss[n]:8.1f} MB')
+  print(f'peak RSS after {4 * n:5d} images: {rss[4 * n]:8.1f} MB '
+        f'(+{rss[4 * n] - rss[n]:.1f} MB; goal: flat)')
+  print(f'work dir: {work}')
+
+
+if __name__ == '__main__':
+  app.run(main)

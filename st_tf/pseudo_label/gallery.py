@@ -1,0 +1,70 @@
+"""A PNG gallery of a few images with their pseudo labels drawn (PIL)."""
+from __future__ import annotations
+
+import io
+from typing import Optional, Sequence
+
+import numpy as np
+from PIL import Image
+from PIL import ImageDraw
+import tensorflow as tf
+
+from st_tf.data import schema
+
+_COLOURS = np.array([
+    (230, 25, 75), (60, 180, 75), (255, 225, 25), (0, 130, 200),
+    (245, 130, 48), (145, 30, 180), (70, 240, 240), (240, 50, 230),
+    (210, 245, 60), (250, 190, 212), (0, 128, 128), (220, 190, 255)],
+                    np.uint8)
+
+
+def colour(class_id: int) -> tuple:
+  return tuple(int(c) for c in _COLOURS[int(class_id) % len(_COLOURS)])
+
+
+def draw_detections(image: np.ndarray, boxes: np.ndarray, classes: Sequence[int],
+                    scores: Sequence[float]) -> Image.Image:
+  """Draws pixel yxyx `boxes` with "class:score" captions on uint8 [H, W, 3]."""
+  canvas = Image.fromarray(np.asarray(image, np.uint8)).convert('RGB')
+  draw = ImageDraw.Draw(canvas)
+  for box, cls, score in zip(np.reshape(boxes, (-1, 4)), classes, scores):
+    y0, x0, y1, x1 = (float(v) for v in box)
+    draw.rectangle([x0, y0, x1, y1], outline=colour(cls), width=1)
+    draw.text((x0 + 1, max(y0 - 10, 0)), f'{int(cls)}:{score:.2f}',
+              fill=colour(cls))
+  return canvas
+
+
+def draw_segmentation(image: np.ndarray, label: np.ndarray,
+                      alpha: float = 0.5) -> Image.Image:
+  """Blends class colours over uint8 [H, W, 3]; ignore (255) drawn grey."""
+  image = np.asarray(image, np.float32)
+  label = np.asarray(label)
+  colours = _COLOURS[label % len(_COLOURS)].astype(np.float32)
+  colours[label == schema.IGNORE_LABEL] = 128
+  mix = np.where((label > 0)[..., None], alpha, 0.0)
+  mix = np.where((label == schema.IGNORE_LABEL)[..., None], 0.3, mix)
+  return Image.fromarray(np.clip(image * (1 - mix) + colours * mix, 0,
+                                 255).astype(np.uint8))
+
+
+def save_gallery(path: str, tiles: Sequence[Image.Image], columns: int = 4,
+                 tile_size: Optional[int] = 192) -> str:
+  """Saves `tiles` as one PNG grid at `path` (any tf.io.gfile path)."""
+  if not tiles:
+    raise ValueError('no images to put in the gallery')
+  if tile_size:
+    tiles = [t.resize((tile_size, int(round(tile_size * t.height / t.width))))
+             for t in tiles]
+  width = max(t.width for t in tiles)
+  height = max(t.height for t in tiles)
+  columns = min(columns, len(tiles))
+  rows = -(-len(tiles) // columns)
+  grid = Image.new('RGB', (columns * width, rows * height), (255, 255, 255))
+  for i, tile in enumerate(tiles):
+    grid.paste(tile, ((i % columns) * width, (i // columns) * height))
+  buffer = io.BytesIO()
+  grid.save(buffer, format='PNG')
+  with tf.io.gfile.GFile(path, 'wb') as f:
+    f.write(buffer.getvalue())
+  return path

@@ -1,0 +1,71 @@
+"""Segmentation pseudo labels: per-pixel argmax, low confidence -> ignore.
+
+The paper keeps a pixel's argmax class when the teacher's top probability is
+>= 0.5 and gives the other pixels the ignore label (255). Flip test-time
+augmentation averages the probabilities of an image and of its flip.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import tensorflow as tf
+
+from st_tf.data import schema
+
+
+def probabilities(logits: tf.Tensor, input_size: Sequence[int]) -> tf.Tensor:
+  """Logits [B, h, w, C] -> softmax probabilities [B, H, W, C] (bilinear)."""
+  logits = tf.image.resize(tf.cast(logits, tf.float32),
+                           [int(s) for s in input_size], method='bilinear')
+  return tf.nn.softmax(logits, axis=-1)
+
+
+def average_flipped(probs: tf.Tensor, flipped_probs: tf.Tensor) -> tf.Tensor:
+  """Averages probabilities [B, H, W, C] of images and of their h-flips."""
+  return 0.5 * (probs + tf.image.flip_left_right(flipped_probs))
+
+
+def confidence_and_class(probs: tf.Tensor) -> tf.Tensor:
+  """[B, H, W, C] probabilities -> [B, H, W, 2] (top prob, argmax class)."""
+  return tf.stack([tf.reduce_max(probs, -1),
+                   tf.cast(tf.argmax(probs, -1), tf.float32)], axis=-1)
+
+
+def to_original(values: np.ndarray, image_info: np.ndarray) -> np.ndarray:
+  """Maps a map of the padded input frame back to the original image.
+
+  Args:
+    values: [H, W, K] map in the model input frame (resized + padded by
+      `preprocess_ops.resize_and_crop_image`).
+    image_info: [4, 2] Model Garden image info
+      ([[h, w], [scaled_h, scaled_w], [sy, sx], [0, 0]]).
+
+  Returns:
+    [h, w, K]; channel 0 (confidence) bilinear, others nearest neighbour.
+  """
+  (h, w), (sh, sw) = (np.round(image_info[0]).astype(int),
+                      np.round(image_info[1]).astype(int))
+  crop = values[:sh, :sw]
+  if (sh, sw) == (h, w):
+    return crop
+  conf = tf.image.resize(crop[..., :1], [h, w], method='bilinear').numpy()
+  rest = tf.image.resize(crop[..., 1:], [h, w], method='nearest').numpy()
+  return np.concatenate([conf, rest], axis=-1)
+
+
+def label_map(confidence: np.ndarray, classes: np.ndarray,
+              pixel_threshold: float) -> np.ndarray:
+  """Pseudo label map: class where confidence >= threshold, else 255.
+
+  Args:
+    confidence: float [H, W] top class probability.
+    classes: int [H, W] argmax class ids.
+    pixel_threshold: in [0, 1].
+
+  Returns:
+    uint8 [H, W] class map, `schema.IGNORE_LABEL` (255) = ignore.
+  """
+  out = np.asarray(classes).astype(np.uint8)
+  out[np.asarray(confidence) < pixel_threshold] = schema.IGNORE_LABEL
+  return out

@@ -1,0 +1,280 @@
+"""Teachers for pseudo-labeling: a trained checkpoint or an exported SavedModel.
+
+Both take uint8 RGB images ``[B, H, W, 3]`` (``H x W`` = the teacher's input
+size, images resized and zero-padded by the caller) and give, per task:
+
+* detection: `detections(images, generator)` -> 'boxes' float32 [B, K, 4]
+  PIXEL yxyx boxes of the input frame, 'scores' [B, K], 'classes' int32
+  [B, K] (>= 1), 'num' int32 [B]; rows >= num are padding.
+* segmentation: `segment(images, flip)` -> float32 [B, H, W, 2]: the top
+  class probability and the argmax class id per pixel.
+
+`forward(images)` is the network alone (backbone + decoder + head, no
+post-processing): the throughput ceiling used by the benchmark.
+
+Teacher ids (provenance written into every pseudo record): the checkpoint
+path and its training step for checkpoints; the SavedModel fingerprint
+checksum for SavedModels.
+"""
+from __future__ import annotations
+
+import abc
+import os
+from typing import Any, Callable, Dict, Optional, Sequence, Tuple, Union
+
+import gin
+import tensorflow as tf
+import tf_keras
+from official.vision.modeling import retinanet_model
+from official.vision.modeling import segmentation_model
+from official.vision.ops import preprocess_ops
+
+from st_tf.evaluation import checkpoints
+from st_tf.pseudo_label import detection
+from st_tf.pseudo_label import segmentation
+
+# Model Garden network class -> task.
+NETWORK_TASKS = {
+    retinanet_model.RetinaNetModel: 'detection',
+    segmentation_model.SegmentationModel: 'segmentation',
+}
+# Outputs of our export signatures (st_tf/export/saved_model.py) per task.
+SIGNATURE_OUTPUTS = {
+    'detection': ('detection_boxes', 'detection_scores', 'detection_classes',
+                  'num_detections'),
+    'segmentation': ('class_map', 'confidence'),
+}
+SIGNATURE = 'serving_default'
+
+
+def _flip(images: tf.Tensor) -> tf.Tensor:
+  return tf.image.flip_left_right(images)
+
+
+class Teacher(abc.ABC):
+  """A model producing pseudo labels (see the module docstring)."""
+
+  task: str
+  teacher_id: str
+  input_size: Tuple[int, int]
+  num_classes: Optional[int]  # None when the teacher cannot tell.
+  supports_segmentation_flip: bool = True
+
+  @abc.abstractmethod
+  def forward(self, images: tf.Tensor) -> Dict[str, Any]:
+    """uint8 [B, H, W, 3] -> raw network outputs."""
+
+  @abc.abstractmethod
+  def detections(self, images: tf.Tensor,
+                 generator: Any) -> detection.Detections:
+    """uint8 [B, H, W, 3] -> detections in the input frame (see module)."""
+
+  @abc.abstractmethod
+  def segment(self, images: tf.Tensor, flip: bool) -> tf.Tensor:
+    """uint8 [B, H, W, 3] -> [B, H, W, 2] (top probability, class id)."""
+
+  def check_num_classes(self, num_classes: Optional[int]) -> None:
+    """ValueError if the teacher's class count differs from `num_classes`."""
+    if (num_classes is not None and self.num_classes is not None and
+        int(num_classes) != int(self.num_classes)):
+      raise ValueError(
+          f'teacher {self.teacher_id} predicts {self.num_classes} classes '
+          f'(background included) but the student expects num_classes='
+          f'{num_classes}')
+
+
+def _network_of(model: tf_keras.Model) -> tf_keras.Model:
+  """The Model Garden network inside a uint8 wrapper (SelfTrainingModel)."""
+  for attr in ('network', 'inner'):
+    inner = getattr(model, attr, None)
+    if isinstance(inner, tf_keras.Model):
+      return inner
+  return model
+
+
+def retinanet_raw_outputs(network: tf_keras.Model,
+                          images: tf.Tensor) -> Dict[str, Any]:
+  """Backbone + decoder + head of a RetinaNetModel, no post-processing.
+
+  Args:
+    network: Model Garden `RetinaNetModel`.
+    images: uint8 [B, H, W, 3]; normalized like `SelfTrainingModel.call`.
+
+  Returns:
+    'cls_outputs' {level: [B, H_l, W_l, A * C]} logits and 'box_outputs'
+    {level: [B, H_l, W_l, A * 4]} encoded boxes.
+  """
+  x = preprocess_ops.normalize_image(images)
+  features = network.backbone(x, training=False)
+  if network.decoder:
+    features = network.decoder(features, training=False)
+  cls_outputs, box_outputs, _ = network.head(features, training=False)
+  return {'cls_outputs': cls_outputs, 'box_outputs': box_outputs}
+
+
+class CheckpointTeacher(Teacher):
+  """A uint8-input model (e.g. `SelfTrainingModel`) restored from checkpoint."""
+
+  def __init__(self, model: tf_keras.Model, model_dir: Optional[str],
+               checkpoint: Optional[str] = None,
+               input_size: Optional[Sequence[int]] = None):
+    """Builds `model`, restores it and checks what it is.
+
+    Args:
+      model: uint8-input Keras model whose Model Garden network is
+        `model.network` (SelfTrainingModel) or the model itself.
+      model_dir: trainer directory (its latest checkpoint is restored).
+      checkpoint: explicit checkpoint prefix or directory (else latest).
+      input_size: (H, W); default: the network backbone's input size.
+    """
+    self.model = model
+    self.network = _network_of(model)
+    tasks = [t for cls, t in NETWORK_TASKS.items()
+             if isinstance(self.network, cls)]
+    if not tasks:
+      raise ValueError(
+          f'teacher network {type(self.network).__name__} is not one of '
+          f'{[c.__name__ for c in NETWORK_TASKS]}')
+    self.task = tasks[0]
+    self.input_size = self._input_size(input_size)
+    model(tf.zeros([1, *self.input_size, 3], tf.uint8), training=False)
+    path, step = checkpoints.restore_model(model, model_dir, checkpoint)
+    self.checkpoint_path, self.step = path, step
+    self.teacher_id = f'checkpoint:{os.path.abspath(path)}@step={step}'
+    self.num_classes = int(self.network.head.get_config()['num_classes'])
+
+  def _input_size(self, input_size) -> Tuple[int, int]:
+    if input_size is None:
+      shape = self.network.backbone.inputs[0].shape
+      input_size = (shape[1], shape[2])
+      if None in input_size:
+        raise ValueError('teacher input size unknown: pass input_size')
+    return int(input_size[0]), int(input_size[1])
+
+  def forward(self, images: tf.Tensor) -> Dict[str, Any]:
+    if self.task == 'segmentation':
+      return self.model(images, training=False)
+    return retinanet_raw_outputs(self.network, images)
+
+  def detections(self, images, generator):
+    return detection.generate(generator, self.forward(images),
+                              self.network.get_config(), self.input_size)
+
+  def segment(self, images, flip):
+    probs = segmentation.probabilities(self.forward(images)['logits'],
+                                       self.input_size)
+    if flip:
+      flipped = segmentation.probabilities(
+          self.forward(_flip(images))['logits'], self.input_size)
+      probs = segmentation.average_flipped(probs, flipped)
+    return segmentation.confidence_and_class(probs)
+
+
+def saved_model_fingerprint(export_dir: str) -> str:
+  """A stable id of a SavedModel: its fingerprint checksum (or pb hash)."""
+  try:
+    fp = tf.saved_model.experimental.read_fingerprint(export_dir)
+    return f'saved_model:{fp.saved_model_checksum}'
+  except (FileNotFoundError, ValueError, tf.errors.OpError):
+    import hashlib  # pylint: disable=g-import-not-at-top
+    with tf.io.gfile.GFile(os.path.join(export_dir, 'saved_model.pb'),
+                           'rb') as f:
+      return f'saved_model:sha256:{hashlib.sha256(f.read()).hexdigest()}'
+
+
+class SavedModelTeacher(Teacher):
+  """A SavedModel exported by `st_tf.export.saved_model` (serving_default).
+
+  Its own NMS (the export model's detection generator) has already run;
+  pseudo-labeling filters its detections. The class count is unknown to a
+  SavedModel (`num_classes` None); class ids are checked at run time.
+  Segmentation flip TTA is not available (only the top probability is
+  exported, not the full distribution).
+  """
+
+  supports_segmentation_flip = False
+
+  def __init__(self, export_dir: str, task: Optional[str] = None):
+    if not tf.io.gfile.exists(os.path.join(export_dir, 'saved_model.pb')):
+      raise ValueError(f'{export_dir} is not a SavedModel directory (no '
+                       'saved_model.pb)')
+    self.loaded = tf.saved_model.load(export_dir)
+    if SIGNATURE not in self.loaded.signatures:
+      raise ValueError(
+          f'SavedModel {export_dir} has no {SIGNATURE!r} signature (has '
+          f'{sorted(self.loaded.signatures)}); export it with '
+          'st_tf.export.saved_model')
+    self._fn = self.loaded.signatures[SIGNATURE]
+    _, kwargs = self._fn.structured_input_signature
+    spec = kwargs.get('images')
+    if (spec is None or spec.dtype != tf.uint8 or spec.shape.rank != 4 or
+        spec.shape[-1] != 3 or None in spec.shape[1:3]):
+      raise ValueError(
+          f'SavedModel {export_dir}: {SIGNATURE} must take images=uint8 '
+          f'[B, H, W, 3] with a fixed H, W; got inputs {kwargs}')
+    outputs = set(self._fn.structured_outputs)
+    tasks = [t for t, keys in SIGNATURE_OUTPUTS.items()
+             if set(keys) <= outputs]
+    if not tasks:
+      raise ValueError(
+          f'SavedModel {export_dir}: {SIGNATURE} outputs {sorted(outputs)} '
+          f'hold neither the detection outputs '
+          f'{list(SIGNATURE_OUTPUTS["detection"])} nor the segmentation '
+          f'outputs {list(SIGNATURE_OUTPUTS["segmentation"])}')
+    if task is not None and task not in tasks:
+      raise ValueError(f'SavedModel {export_dir} is a {tasks[0]} model, not '
+                       f'{task}')
+    self.task = tasks[0]
+    self.input_size = (int(spec.shape[1]), int(spec.shape[2]))
+    self.num_classes = None
+    self.export_dir = export_dir
+    self.teacher_id = saved_model_fingerprint(export_dir)
+
+  def forward(self, images):
+    return self._fn(images=images)
+
+  def detections(self, images, generator):
+    del generator  # The SavedModel ran its own NMS.
+    out = self.forward(images)
+    return {'boxes': tf.cast(out['detection_boxes'], tf.float32),
+            'scores': tf.cast(out['detection_scores'], tf.float32),
+            'classes': tf.cast(out['detection_classes'], tf.int32),
+            'num': tf.cast(out['num_detections'], tf.int32)}
+
+  def segment(self, images, flip):
+    if flip:
+      raise ValueError('segmentation flip TTA needs a checkpoint teacher '
+                       '(a SavedModel only exports the top probability)')
+    out = self.forward(images)
+    return tf.stack([tf.cast(out['confidence'], tf.float32),
+                     tf.cast(out['class_map'], tf.float32)], axis=-1)
+
+
+TeacherFactory = Callable[[], Teacher]
+
+
+@gin.configurable
+def checkpoint_teacher(model_dir: str = gin.REQUIRED,
+                       model: Union[tf_keras.Model, Callable[[], tf_keras.Model]]
+                       = gin.REQUIRED,
+                       checkpoint: Optional[str] = None,
+                       input_size: Optional[Sequence[int]] = None
+                       ) -> CheckpointTeacher:
+  """Gin: teacher from the trainer's checkpoints, model built via gin.
+
+  Bind without parentheses so it is built inside the strategy scope::
+
+    pseudo_label.teacher = @checkpoint_teacher
+    checkpoint_teacher.model_dir = '/tmp/teacher'
+    checkpoint_teacher.model = @SelfTrainingModel
+  """
+  if not isinstance(model, tf_keras.Model) and callable(model):
+    model = model()
+  return CheckpointTeacher(model, model_dir, checkpoint, input_size)
+
+
+@gin.configurable
+def saved_model_teacher(export_dir: str = gin.REQUIRED,
+                        task: Optional[str] = None) -> SavedModelTeacher:
+  """Gin: teacher from an exported SavedModel directory."""
+  return SavedModelTeacher(export_dir, task)

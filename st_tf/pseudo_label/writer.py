@@ -1,0 +1,213 @@
+"""Pseudo-label output folder: atomic shards, per-job manifests, resume.
+
+Layout of ``output_dir`` (one folder shared by all jobs of a job array)::
+
+  pseudo-<input file stem>-<part>-of-<parts>.tfrecord   pseudo-label shards
+  <shard>.quality.json      per-image detections + GT (only with GT)
+  manifest-<job>-of-<jobs>.json                          one per job
+
+A shard is written to ``<name>.tmp`` and renamed when complete; then the
+job's manifest (also tmp + rename) records it. A restarted job skips the
+shards its manifest lists (and that exist) and rewrites any other one under
+the same deterministic name, so an input image is never lost nor duplicated.
+A folder whose manifests name another teacher, or other settings (thresholds,
+job count, ...), is refused before anything is written.
+"""
+from __future__ import annotations
+
+import collections
+import contextlib
+import json
+import os
+from typing import Any, Dict, Iterator, List, Optional
+
+import tensorflow as tf
+
+SHARD_PREFIX = 'pseudo'
+MANIFEST_GLOB = 'manifest-*-of-*.json'
+QUALITY_SUFFIX = '.quality.json'
+VERSION = 1
+
+
+def file_pattern(output_dir: str) -> str:
+  """Glob of the pseudo-label TFRecord shards in `output_dir`."""
+  return os.path.join(output_dir, f'{SHARD_PREFIX}-*.tfrecord')
+
+
+def shard_name(input_file: str, part: int, num_parts: int) -> str:
+  """Deterministic output shard name for (input file, part)."""
+  stem = os.path.basename(input_file)
+  if stem.endswith('.tfrecord'):
+    stem = stem[:-len('.tfrecord')]
+  return f'{SHARD_PREFIX}-{stem}-{part:05d}-of-{num_parts:05d}.tfrecord'
+
+
+def manifest_path(output_dir: str, shard_index: int, num_shards: int) -> str:
+  return os.path.join(output_dir,
+                      f'manifest-{shard_index:05d}-of-{num_shards:05d}.json')
+
+
+def write_json(path: str, data: Any) -> None:
+  """Writes JSON atomically (tmp + rename)."""
+  text = json.dumps(data, indent=1, sort_keys=True)  # One write call.
+  with tf.io.gfile.GFile(path + '.tmp', 'w') as f:
+    f.write(text)
+  tf.io.gfile.rename(path + '.tmp', path, overwrite=True)
+
+
+def read_json(path: str) -> Any:
+  with tf.io.gfile.GFile(path) as f:
+    return json.load(f)
+
+
+def read_manifests(output_dir: str) -> List[dict]:
+  """All job manifests in `output_dir` (sorted by name)."""
+  paths = sorted(tf.io.gfile.glob(os.path.join(output_dir, MANIFEST_GLOB)))
+  out = []
+  for path in paths:
+    try:
+      out.append(dict(read_json(path), _path=path))
+    except (ValueError, json.JSONDecodeError) as e:
+      raise ValueError(f'corrupt pseudo-label manifest {path}: {e}') from e
+  return out
+
+
+class OutputFolder:
+  """One job's view of the output folder (see the module docstring)."""
+
+  def __init__(self, output_dir: str, *, teacher_id: str, task: str,
+               settings: Dict[str, Any], shard_index: int, num_shards: int):
+    """Checks the folder; writes nothing.
+
+    Args:
+      output_dir: the shared output folder.
+      teacher_id: provenance id of the teacher.
+      task: 'detection' or 'segmentation'.
+      settings: JSON-able settings that must match on resume (thresholds...).
+      shard_index: this job's index in [0, num_shards).
+      num_shards: number of jobs.
+    """
+    self.output_dir = output_dir
+    self.path = manifest_path(output_dir, shard_index, num_shards)
+    settings = json.loads(json.dumps(settings))  # Normalize (tuples...).
+    for other in read_manifests(output_dir):
+      if other.get('teacher_id') != teacher_id:
+        raise ValueError(
+            f'{output_dir} holds pseudo labels from another teacher '
+            f'({other.get("teacher_id")!r} in {other["_path"]}), not '
+            f'{teacher_id!r}: use a new output folder')
+      if (other.get('task') != task or other.get('settings') != settings or
+          other.get('num_shards') != num_shards):
+        raise ValueError(
+            f'{output_dir} holds pseudo labels written with other settings '
+            f'({other["_path"]}: task={other.get("task")}, num_shards='
+            f'{other.get("num_shards")}, settings={other.get("settings")}); '
+            f'this job has task={task}, num_shards={num_shards}, settings='
+            f'{settings}: use a new output folder')
+    previous = (read_json(self.path) if tf.io.gfile.exists(self.path)
+                else {})
+    self.manifest = {
+        'version': VERSION, 'teacher_id': teacher_id, 'task': task,
+        'settings': settings, 'shard_index': shard_index,
+        'num_shards': num_shards, 'complete': False,
+        'shards': previous.get('shards', {})}
+
+  def is_done(self, name: str) -> bool:
+    """Whether shard `name` was finished by an earlier run of this job."""
+    return (name in self.manifest['shards'] and
+            tf.io.gfile.exists(os.path.join(self.output_dir, name)))
+
+  @contextlib.contextmanager
+  def shard(self, name: str, info: Dict[str, Any]) -> Iterator['_Shard']:
+    """Writes shard `name` atomically; records it when the block succeeds.
+
+    Yields a `_Shard` with `write(example, stats)`; `info` (input file,
+    part...) is stored in the manifest entry.
+    """
+    tf.io.gfile.makedirs(self.output_dir)
+    path = os.path.join(self.output_dir, name)
+    tmp = path + '.tmp'
+    shard = _Shard(tf.io.TFRecordWriter(tmp))
+    try:
+      yield shard
+      shard.writer.close()
+    except BaseException:
+      shard.writer.close()
+      if tf.io.gfile.exists(tmp):
+        tf.io.gfile.remove(tmp)
+      raise
+    if shard.quality_images is not None:
+      write_json(path + QUALITY_SUFFIX, shard.quality_images)
+    tf.io.gfile.rename(tmp, path, overwrite=True)
+    self.manifest['shards'][name] = dict(info, **shard.summary())
+    self._update_totals()
+    write_json(self.path, self.manifest)
+
+  def finish(self, quality: Optional[dict]) -> dict:
+    """Marks the job complete, stores `quality`; returns the manifest."""
+    self._update_totals()
+    self.manifest['complete'] = True
+    if quality is not None:
+      self.manifest['quality'] = quality
+    tf.io.gfile.makedirs(self.output_dir)
+    write_json(self.path, self.manifest)
+    return self.manifest
+
+  def quality_images(self) -> List[dict]:
+    """Per-image detection quality records of this job's finished shards."""
+    out = []
+    for name in sorted(self.manifest['shards']):
+      path = os.path.join(self.output_dir, name + QUALITY_SUFFIX)
+      if tf.io.gfile.exists(path):
+        out.extend(read_json(path))
+    return out
+
+  def _update_totals(self) -> None:
+    shards = self.manifest['shards'].values()
+    hist = collections.Counter()
+    for s in shards:
+      hist.update({k: int(v) for k, v in s['class_histogram'].items()})
+    images_out = sum(s['images_out'] for s in shards)
+    labels = sum(s['num_labels'] for s in shards)
+    self.manifest['totals'] = {
+        'images_in': sum(s['images_in'] for s in shards),
+        'images_out': images_out,
+        'labels_per_image': labels / images_out if images_out else 0.0,
+        'class_histogram': dict(sorted(hist.items(), key=lambda x: int(x[0]))),
+    }
+
+
+class _Shard:
+  """Accumulates one shard's records and statistics."""
+
+  def __init__(self, writer: tf.io.TFRecordWriter):
+    self.writer = writer
+    self.images_in = 0
+    self.images_out = 0
+    self.num_labels = 0  # boxes (detection) or labeled pixels (segmentation)
+    self.histogram = collections.Counter()
+    self.extra: Dict[str, Any] = {}
+    self.quality_images: Optional[List[dict]] = None
+
+  def write(self, example: tf.train.Example, histogram: Dict[int, int]
+            ) -> None:
+    """Writes one pseudo record; `histogram`: {class id: count} of it."""
+    self.writer.write(example.SerializeToString())
+    self.images_in += 1
+    self.images_out += 1
+    self.histogram.update({str(k): int(v) for k, v in histogram.items()})
+    self.num_labels += int(sum(histogram.values()))
+
+  def skip(self) -> None:
+    """Counts an input image that produced no record."""
+    self.images_in += 1
+
+  def add_quality_image(self, record: dict) -> None:
+    if self.quality_images is None:
+      self.quality_images = []
+    self.quality_images.append(record)
+
+  def summary(self) -> Dict[str, Any]:
+    return dict(self.extra, images_in=self.images_in,
+                images_out=self.images_out, num_labels=self.num_labels,
+                class_histogram=dict(self.histogram))
