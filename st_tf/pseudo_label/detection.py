@@ -12,7 +12,9 @@ kept boxes equal those of the default path filtered at the same threshold.
 Box conventions: the generator and `merge_flipped` work on PIXEL
 ``[ymin, xmin, ymax, xmax]`` boxes of the model input frame;
 `select_boxes` works on one image's pixel boxes in the ORIGINAL image
-(after `st_tf.evaluation.coco.boxes_to_original_pixels`).
+(after `st_tf.evaluation.coco.boxes_to_original_pixels`); `select_in_graph`
+is its batched TensorFlow twin, run in the inference `tf.function` right
+after NMS so that the host only slices numpy arrays.
 """
 from __future__ import annotations
 
@@ -230,3 +232,94 @@ def select_boxes(boxes: np.ndarray, scores: np.ndarray, classes: np.ndarray,
   keep &= (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
   order = np.argsort(-scores[keep], kind='stable')[:selection.max_boxes]
   return boxes[keep][order], scores[keep][order], classes[keep][order]
+
+
+def _class_threshold_table(selection: BoxSelection) -> np.ndarray:
+  """float32 [max class id + 1]: threshold per class id (default elsewhere)."""
+  per_class = {int(k): float(v)
+               for k, v in (selection.class_thresholds or {}).items()}
+  table = np.full([max(per_class, default=0) + 1], selection.score_threshold,
+                  np.float32)
+  for cls, value in per_class.items():
+    table[cls] = value
+  return table
+
+
+def _keep_mask(boxes: tf.Tensor, scores: tf.Tensor, thresholds: tf.Tensor,
+               valid: tf.Tensor, selection: BoxSelection) -> tf.Tensor:
+  """[B, K] bool: rows (sorted by score) passing threshold, size and count."""
+  height = boxes[..., 2] - boxes[..., 0]
+  width = boxes[..., 3] - boxes[..., 1]
+  keep = (valid & (scores >= thresholds) & (height > 0) & (width > 0) &
+          (height >= selection.min_box_size) &
+          (width >= selection.min_box_size))
+  rank = tf.cumsum(tf.cast(keep, tf.int32), axis=1)
+  return keep & (rank <= selection.max_boxes)
+
+
+def select_in_graph(dets: Detections, image_info: tf.Tensor,
+                    selection: BoxSelection,
+                    quality_threshold: Optional[float] = None
+                    ) -> Dict[str, tf.Tensor]:
+  """Batched `select_boxes` in TensorFlow (same thresholds, order and caps).
+
+  Args:
+    dets: NMS output in the model input frame (see `generate`): 'boxes'
+      [B, K, 4] pixel yxyx, 'scores' [B, K], 'classes' int32 [B, K], 'num'
+      int32 [B].
+    image_info: float [B, 4, 2] Model Garden image info of the inputs.
+    selection: thresholds and limits of the pseudo labels.
+    quality_threshold: when given, also mark the rows that `select_boxes`
+      keeps with `score_threshold=quality_threshold` (quality vs GT).
+
+  Returns:
+    Rows sorted by decreasing score, the pseudo labels first:
+    'boxes' float32 [B, K, 4] pixel yxyx in the original image (clipped to
+    it), 'normalized' [B, K, 4] the same boxes divided by the image size,
+    'area' [B, K] pixels, 'scores' [B, K], 'classes' int32 [B, K],
+    'num_kept' int32 [B] (pseudo labels = rows [:num_kept]), 'valid' bool
+    [B, K] (NMS output rows) and, with `quality_threshold`, 'quality' bool
+    [B, K].
+  """
+  info = tf.cast(image_info, tf.float32)
+  scale = tf.tile(info[:, 2:3, :], [1, 1, 2])
+  offset = tf.tile(info[:, 3:4, :], [1, 1, 2])
+  size = tf.tile(info[:, 0:1, :], [1, 1, 2])
+  boxes = tf.clip_by_value((tf.cast(dets['boxes'], tf.float32) + offset) /
+                           scale, 0.0, size)
+  scores = tf.cast(dets['scores'], tf.float32)
+  classes = tf.cast(dets['classes'], tf.int32)
+  valid = _valid_mask(dets)
+  # Rows by decreasing score (stable), padding last: `select_boxes` order.
+  order = tf.argsort(tf.where(valid, scores, -1.0), axis=1,
+                     direction='DESCENDING', stable=True)
+  take = lambda t: tf.gather(t, order, batch_dims=1)
+  boxes, scores, classes, valid = (take(boxes), take(scores), take(classes),
+                                   take(valid))
+  table = tf.constant(_class_threshold_table(selection))
+  in_table = (classes >= 0) & (classes < table.shape[0])
+  thresholds = tf.where(
+      in_table, tf.gather(table, tf.clip_by_value(classes, 0,
+                                                  table.shape[0] - 1)),
+      selection.score_threshold)
+  masks = {'keep': _keep_mask(boxes, scores, thresholds, valid, selection),
+           'valid': valid}
+  if quality_threshold is not None:
+    masks['quality'] = _keep_mask(
+        boxes, scores, tf.fill(tf.shape(scores), float(quality_threshold)),
+        valid, selection)
+  # Pseudo labels first, keeping the score order inside both groups.
+  order = tf.argsort(tf.cast(masks['keep'], tf.int32), axis=1,
+                     direction='DESCENDING', stable=True)
+  boxes, scores, classes = take(boxes), take(scores), take(classes)
+  masks = {k: take(v) for k, v in masks.items()}
+  out = {
+      'boxes': boxes,
+      'normalized': tf.clip_by_value(boxes / tf.maximum(size, 1e-6), 0.0,
+                                     1.0),
+      'area': (boxes[..., 2] - boxes[..., 0]) * (boxes[..., 3] - boxes[..., 1]),
+      'scores': scores, 'classes': classes, 'valid': masks['valid'],
+      'num_kept': tf.reduce_sum(tf.cast(masks['keep'], tf.int32), axis=1)}
+  if quality_threshold is not None:
+    out['quality'] = masks['quality']
+  return out

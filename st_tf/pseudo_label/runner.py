@@ -18,23 +18,22 @@ its slice of each file's records (record r -> job r % num_shards). Each
 (input file, part) becomes one output shard (`writer.shard_name`), written
 atomically and recorded in the job's manifest; a rerun skips finished shards.
 
-Per image: decode (`UnlabeledDecoder`), resize + zero-pad to the teacher
-input size (Model Garden `resize_and_crop_image`, as the export's
-`serve_encoded`), batched inference under the distribution strategy, then on
-the host boxes/maps are mapped back to the original image, filtered
-(`detection.select_boxes` / `segmentation.label_map`) and written with the
-original encoded image bytes via `schema.detection_example` /
-`schema.segmentation_example` (teacher id + scores).
+Throughput: ONE tf.data pipeline over all the job's unfinished units decodes
+and resizes in parallel (Model Garden `resize_and_crop_image`, skipped when
+the image already has the input size) and batches per unit. One
+`tf.function` runs the teacher, NMS and the box selection
+(`detection.select_in_graph`: thresholds, sizes, caps, boxes mapped back to
+the original image) and returns padded tensors. The host work (records
+built from the input record, `records.py`; writing; quality rows; gallery)
+runs on a `BackgroundWorker` thread while the next batch is inferred.
 """
 from __future__ import annotations
 
-import io
-from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
 
 from absl import logging
 import gin
 import numpy as np
-from PIL import Image
 import tensorflow as tf
 import tqdm
 from official.vision.ops import preprocess_ops
@@ -42,11 +41,11 @@ from official.vision.ops import preprocess_ops
 from st_tf.data import decoders
 from st_tf.data import files as files_lib
 from st_tf.data import schema
-from st_tf.evaluation import coco
+from st_tf.pseudo_label import background
 from st_tf.pseudo_label import detection
 from st_tf.pseudo_label import gallery
+from st_tf.pseudo_label import labeler as labeler_lib
 from st_tf.pseudo_label import quality
-from st_tf.pseudo_label import segmentation
 from st_tf.pseudo_label import teacher as teacher_lib
 from st_tf.pseudo_label import writer as writer_lib
 from st_tf.training import strategy as strategy_lib
@@ -71,46 +70,93 @@ def work_units(paths: Sequence[str], counts: Sequence[int], shard_index: int,
           for p, n in zip(paths, counts)]
 
 
-def unit_dataset(unit: WorkUnit, input_size: Sequence[int],
-                 batch_size: int) -> tf.data.Dataset:
-  """Batches of {'image' uint8 [B,H,W,3], 'image_info' [B,4,2], 'record'}."""
-  path, part, num_parts, _ = unit
-  ds = files_lib.tfrecord_dataset_with_filename([path])
-  if num_parts > 1:
-    ds = ds.enumerate().filter(
-        lambda i, _: tf.equal(i % num_parts, part)).map(lambda _, d: d)
-  decoder = decoders.UnlabeledDecoder()
+def _prepare_fn(input_size: Sequence[int]) -> Callable[..., dict]:
+  """(record, unit) -> image uint8 [H, W, 3] at the input size + info.
+
+  The image is decoded without the decoder's per-record validation (a
+  nested tf.data pipeline per image, ~40% of the decoding time); a record
+  that does not decode fails the job and `_decode_error` names its file.
+  """
+  decoder = decoders.UnlabeledDecoder(validate=False)
   size = [int(s) for s in input_size]
 
-  def prepare(item):
-    decoded = decoder.decode(item)
-    image, info = preprocess_ops.resize_and_crop_image(
-        decoded['image'], size, padded_size=size)
-    image = tf.cast(tf.clip_by_value(tf.round(image), 0, 255), tf.uint8)
-    return {'image': tf.ensure_shape(image, size + [3]), 'image_info': info,
-            'record': item['record']}
+  def resize(image):
+    image, info = preprocess_ops.resize_and_crop_image(image, size,
+                                                       padded_size=size)
+    return tf.cast(tf.clip_by_value(tf.round(image), 0, 255), tf.uint8), info
 
-  return ds.map(prepare, num_parallel_calls=tf.data.AUTOTUNE).batch(
-      batch_size).prefetch(tf.data.AUTOTUNE)
+  def keep(image):  # Already the input size: resize would be the identity.
+    hw = tf.cast(tf.shape(image)[:2], tf.float32)
+    return image, tf.stack([hw, hw, tf.ones([2]), tf.zeros([2])])
+
+  def prepare(record, unit):
+    decoded = decoder.decode(record)
+    image = decoded['image']
+    same = tf.reduce_all(tf.equal(tf.shape(image)[:2], size))
+    image, info = tf.cond(same, lambda: keep(image), lambda: resize(image))
+    return {'image': tf.ensure_shape(image, size + [3]),
+            'image_info': tf.ensure_shape(info, [4, 2]),
+            'record': record, 'source_id': decoded['source_id'],
+            'unit': unit}
+
+  return prepare
+
+
+def job_dataset(units: Sequence[WorkUnit], input_size: Sequence[int],
+                batch_size: int) -> tf.data.Dataset:
+  """One pipeline over the records of `units`, in order.
+
+  Batches may span consecutive units (only the job's last batch is
+  partial); each row says its unit. Elements: 'image' uint8 [B, H, W, 3],
+  'image_info' float32 [B, 4, 2], 'record' string [B] (serialized input),
+  'source_id' string [B], 'unit' int32 [B] (index into `units`).
+  """
+  index = tf.data.Dataset.from_tensor_slices((
+      tf.range(len(units), dtype=tf.int32),
+      tf.constant([u[0] for u in units], tf.string),
+      tf.constant([u[1] for u in units], tf.int64),
+      tf.constant([u[2] for u in units], tf.int64)))
+
+  def unit_records(unit, path, part, num_parts):
+    records = tf.data.TFRecordDataset(path).shard(num_parts, part)
+    return tf.data.Dataset.zip(
+        (records, tf.data.Dataset.from_tensors(unit).repeat()))
+
+  return index.flat_map(unit_records).map(
+      _prepare_fn(input_size), num_parallel_calls=tf.data.AUTOTUNE).batch(
+          batch_size).prefetch(2)
+
+
+def unit_dataset(unit: WorkUnit, input_size: Sequence[int],
+                 batch_size: int) -> tf.data.Dataset:
+  """Batches of one unit (see `job_dataset`)."""
+  return job_dataset([unit], input_size, batch_size)
 
 
 def make_infer_fn(teacher: teacher_lib.Teacher,
                   strategy: tf.distribute.Strategy, batch_size: int,
                   generator: Any, flip: bool, nms_iou_threshold: float,
-                  max_num_detections: int, num_classes: Optional[int] = None
-                  ) -> Callable[[np.ndarray], Dict[str, np.ndarray]]:
-  """uint8 [n <= batch_size, H, W, 3] numpy -> numpy outputs for n images.
+                  max_num_detections: int, num_classes: Optional[int] = None,
+                  selection: Optional[detection.BoxSelection] = None,
+                  quality_threshold: Optional[float] = None
+                  ) -> Callable[..., Dict[str, np.ndarray]]:
+  """`infer(images, image_info)` -> numpy outputs for the n images.
 
+  images: uint8 [n <= batch_size, H, W, 3]; image_info: float [n, 4, 2].
   The batch is zero-padded to `batch_size` (one trace), split evenly over the
-  replicas and run with `strategy.run`.
+  replicas and run with `strategy.run`. Detection outputs are
+  `detection.select_in_graph`'s (default `selection`: keep every NMS box);
+  segmentation: 'maps' [n, H, W, 2] (top probability, class id).
   """
   replicas = strategy.num_replicas_in_sync
   if batch_size % replicas:
     raise ValueError(f'batch_size {batch_size} must be a multiple of the '
                      f'{replicas} replicas')
   per_replica = batch_size // replicas
+  selection = selection or detection.BoxSelection(
+      0.0, max_boxes=max_num_detections)
 
-  def replica_fn(images):
+  def replica_fn(images, image_info):
     if teacher.task == 'segmentation':
       return {'maps': teacher.segment(images, flip)}
     dets = teacher.detections(images, generator)
@@ -121,21 +167,32 @@ def make_infer_fn(teacher: teacher_lib.Teacher,
           dets, flipped, teacher.input_size[1],
           num_classes or teacher.num_classes or _UNKNOWN_NUM_CLASSES,
           nms_iou_threshold, max_num_detections)
-    return dets
+    return detection.select_in_graph(dets, image_info, selection,
+                                     quality_threshold)
 
   @tf.function
-  def step(images):
-    return strategy.run(replica_fn, args=(images,))
+  def step(images, image_info):
+    return strategy.run(replica_fn, args=(images, image_info))
 
-  def infer(images: np.ndarray) -> Dict[str, np.ndarray]:
-    n = len(images)
-    padded = np.zeros((batch_size,) + images.shape[1:], np.uint8)
-    padded[:n] = images
-    values = strategy.experimental_distribute_values_from_function(
-        lambda ctx: tf.constant(padded[  # pylint: disable=g-long-lambda
-            ctx.replica_id_in_sync_group * per_replica:
-            (ctx.replica_id_in_sync_group + 1) * per_replica]))
-    out = strategy.experimental_local_results(step(values))
+  def pad(t, n):
+    t = tf.convert_to_tensor(t)
+    if n == batch_size:
+      return t
+    return tf.concat([t, tf.repeat(t[:1], batch_size - n, axis=0)], 0)
+
+  def infer(images, image_info) -> Dict[str, np.ndarray]:
+    n = int(images.shape[0])
+    images = pad(images, n)
+    image_info = pad(tf.cast(image_info, tf.float32), n)
+    if replicas == 1:
+      out = [step(images, image_info)]
+    else:
+      args = [strategy.experimental_distribute_values_from_function(
+          lambda ctx, t=t: t[  # pylint: disable=g-long-lambda
+              ctx.replica_id_in_sync_group * per_replica:
+              (ctx.replica_id_in_sync_group + 1) * per_replica])
+              for t in (images, image_info)]
+      out = strategy.experimental_local_results(step(*args))
     return {k: np.concatenate([np.asarray(o[k]) for o in out])[:n]
             for k in out[0]}
 
@@ -146,131 +203,85 @@ def make_infer_fn(teacher: teacher_lib.Teacher,
 _UNKNOWN_NUM_CLASSES = 1024
 
 
-def _features(example: tf.train.Example):
-  return example.features.feature
-
-
-def _floats(f, key) -> np.ndarray:
-  return np.asarray(f[key].float_list.value, np.float32)
-
-
-def _ground_truth_boxes(f, height: int, width: int):
-  """Pixel yxyx GT boxes [G, 4] and classes [G] of a record."""
-  boxes = np.stack([_floats(f, schema.BOX_YMIN) * height,
-                    _floats(f, schema.BOX_XMIN) * width,
-                    _floats(f, schema.BOX_YMAX) * height,
-                    _floats(f, schema.BOX_XMAX) * width], -1).reshape(-1, 4)
-  return boxes, np.asarray(f[schema.CLASS_LABEL].int64_list.value, np.int64)
+def _batches(units: Sequence[WorkUnit], input_size: Sequence[int],
+             batch_size: int) -> Iterator[Dict[str, tf.Tensor]]:
+  """`job_dataset` batches; a record that fails to decode names its file."""
+  if not units:
+    return
+  iterator = iter(job_dataset(units, input_size, batch_size))
+  unit = 0
+  while True:
+    try:
+      batch = next(iterator)
+    except StopIteration:
+      return
+    except tf.errors.InvalidArgumentError as e:
+      files = sorted({u[0] for u in units[unit:unit + 2]})
+      raise ValueError(f'cannot decode a record of {" or ".join(files)}: '
+                       f'{e.message}') from e
+    unit = int(batch['unit'][-1].numpy())
+    yield batch
 
 
 def has_ground_truth(path: str, task: str) -> bool:
   """Whether the first record of `path` holds labels for `task`."""
   for raw in tf.data.TFRecordDataset(path).take(1):
-    f = _features(tf.train.Example.FromString(raw.numpy()))
+    f = tf.train.Example.FromString(raw.numpy()).features.feature
     key = schema.BOX_YMIN if task == 'detection' else schema.SEGMENTATION_MASK
     return key in f
   return False
 
 
-class _Labeler:
-  """Host-side per-image work: filter, build records, quality, gallery."""
+class _ShardSequence:
+  """Opens the pending units' shards in order and closes each one as soon
+  as a later unit shows up, after the background worker wrote its rows."""
 
-  def __init__(self, teacher, selection: detection.BoxSelection,
-               pixel_threshold: float, num_classes: Optional[int],
-               quality_thresholds: Sequence[float], with_quality: bool,
-               keep_empty_images: bool, gallery_size: int):
-    self.teacher = teacher
-    self.selection = selection
-    self.pixel_threshold = pixel_threshold
-    self.num_classes = num_classes or teacher.num_classes
-    self.quality_thresholds = tuple(quality_thresholds)
-    self.with_quality = with_quality
-    self.keep_empty_images = keep_empty_images
-    self.gallery_size = gallery_size
-    self.tiles: List[Image.Image] = []
+  def __init__(self, folder: writer_lib.OutputFolder,
+               units: Sequence[WorkUnit], worker: background.BackgroundWorker,
+               labeler, on_event: Optional[Callable[[str, str], None]]):
+    self.folder, self.units, self.worker = folder, units, worker
+    self.labeler, self.on_event = labeler, on_event
+    self.index = -1  # The open unit.
+    self.context = self.shard = None
     self.seg_counts: Dict[str, list] = {}
 
-  def _check_classes(self, classes: np.ndarray, source_id: str) -> None:
-    if self.num_classes is not None and classes.size and (
-        classes.max() >= self.num_classes or classes.min() < 0):
-      raise ValueError(
-          f'teacher {self.teacher.teacher_id} predicted class id '
-          f'{int(classes.max())} for image {source_id}, outside the '
-          f'student\'s num_classes={self.num_classes}')
+  def name(self, index: int) -> str:
+    return writer_lib.shard_name(*self.units[index][:3])
 
-  def label(self, shard, outputs: Mapping[str, np.ndarray], i: int,
-            info: np.ndarray, record: bytes) -> None:
-    f = _features(tf.train.Example.FromString(record))
-    encoded = f[schema.IMAGE_ENCODED].bytes_list.value[0]
-    source_id = f[schema.IMAGE_SOURCE_ID].bytes_list.value[0].decode()
-    height, width = (int(round(v)) for v in info[0])
-    if self.teacher.task == 'detection':
-      example, histogram = self._detection(shard, outputs, i, info, f,
-                                           encoded, source_id, height, width)
-    else:
-      example, histogram = self._segmentation(outputs, i, info, f, encoded,
-                                              source_id)
-    if example is None:
-      shard.skip()
-    else:
-      shard.write(example, histogram)
+  def advance_to(self, index: int):
+    """Closes the open shard(s) before `index`; returns shard `index`."""
+    while self.index < index:
+      if self.context is not None:
+        self._close()
+      self.index += 1
+      if self.index < len(self.units):
+        path, part, num_parts, _ = self.units[self.index]
+        self.context = self.folder.shard(self.name(self.index), {
+            'input_file': path, 'part': part, 'num_parts': num_parts})
+        self.shard = self.context.__enter__()  # pylint: disable=unnecessary-dunder-call
+    return self.shard
 
-  def _detection(self, shard, outputs, i, info, f, encoded, source_id,
-                 height, width):
-    num = int(outputs['num'][i])
-    boxes = coco.boxes_to_original_pixels(outputs['boxes'][i:i + 1, :num],
-                                          info[None])[0]
-    scores = outputs['scores'][i, :num]
-    classes = outputs['classes'][i, :num]
-    self._check_classes(classes, source_id)
-    kept = detection.select_boxes(boxes, scores, classes, self.selection)
-    if self.with_quality:
-      low = detection.select_boxes(boxes, scores, classes, self.selection,
-                                   score_threshold=min(self.quality_thresholds))
-      gt_boxes, gt_classes = _ground_truth_boxes(f, height, width)
-      shard.add_quality_image({
-          'source_id': source_id,
-          'gt_boxes': np.round(gt_boxes, 2).tolist(),
-          'gt_classes': gt_classes.tolist(),
-          'boxes': np.round(low[0], 2).tolist(),
-          'scores': np.round(low[1], 4).tolist(),
-          'classes': low[2].tolist()})
-    if len(self.tiles) < self.gallery_size:
-      self.tiles.append(gallery.draw_detections(
-          schema.png_bytes_to_array(encoded), *kept[::2], kept[1]))
-    if not len(kept[0]) and not self.keep_empty_images:
-      return None, {}
-    scale = np.array([height, width, height, width], np.float32)
-    normalized = np.clip(kept[0] / scale, 0.0, 1.0)
-    area = (kept[0][:, 2] - kept[0][:, 0]) * (kept[0][:, 3] - kept[0][:, 1])
-    example = schema.detection_example(
-        encoded, normalized, kept[2], source_id, area=area, scores=kept[1],
-        teacher_id=self.teacher.teacher_id)
-    classes, counts = np.unique(kept[2], return_counts=True)
-    return example, dict(zip(classes.tolist(), counts.tolist()))
+  def _close(self) -> None:
+    self.worker.flush()
+    counts = getattr(self.labeler, 'counts', None)
+    if counts:
+      self.shard.extra['quality'] = counts
+      self.seg_counts = quality.add_counts(self.seg_counts, counts)
+      self.labeler.counts = {}
+    context, self.context = self.context, None
+    context.__exit__(None, None, None)
+    if self.on_event:
+      self.on_event('shard', self.name(self.index))
 
-  def _segmentation(self, outputs, i, info, f, encoded, source_id):
-    maps = segmentation.to_original(outputs['maps'][i], info)
-    confidence, classes = maps[..., 0], np.rint(maps[..., 1]).astype(np.int64)
-    self._check_classes(classes, source_id)
-    label = segmentation.label_map(confidence, classes, self.pixel_threshold)
-    if self.with_quality:
-      gt = schema.png_bytes_to_array(
-          f[schema.SEGMENTATION_MASK].bytes_list.value[0])
-      self.seg_counts = quality.add_counts(self.seg_counts, (
-          quality.segmentation_counts(gt.reshape(label.shape), confidence,
-                                      classes, self.num_classes,
-                                      self.quality_thresholds)))
-    if len(self.tiles) < self.gallery_size:
-      self.tiles.append(gallery.draw_segmentation(
-          schema.png_bytes_to_array(encoded), label))
-    valid = label[label != schema.IGNORE_LABEL]
-    if not valid.size and not self.keep_empty_images:
-      return None, {}
-    example = schema.segmentation_example(
-        encoded, label, source_id, teacher_id=self.teacher.teacher_id)
-    classes, counts = np.unique(valid, return_counts=True)
-    return example, dict(zip(classes.tolist(), counts.tolist()))
+  def abort(self, error: BaseException) -> None:
+    """Drops queued work and removes the open shard's temporary file."""
+    self.worker.cancel()
+    if self.context is not None:
+      context, self.context = self.context, None
+      try:
+        context.__exit__(type(error), error, error.__traceback__)
+      except BaseException:  # pylint: disable=broad-except
+        pass  # The caller re-raises `error`.
 
 
 def _check_args(shard_index, num_shards, batch_size, thresholds) -> None:
@@ -308,6 +319,7 @@ def pseudo_label(
     strategy: Union[Callable[[], tf.distribute.Strategy],
                     tf.distribute.Strategy] = strategy_lib.get_strategy,
     model_dir: Optional[str] = None,
+    max_pending_batches: int = 4,
     on_event: Optional[Callable[[str, str], None]] = None,
 ) -> Dict[str, Any]:
   """Pseudo-labels this job's part of `input_pattern` into `output_dir`.
@@ -338,6 +350,7 @@ def pseudo_label(
     gallery_size: images drawn into `gallery-<job>.png` (0: none).
     strategy: strategy or factory (`get_strategy`).
     model_dir: alias of `output_dir` (set by `--model_dir`).
+    max_pending_batches: inferred batches queued for the background writer.
     on_event: test hook `fn(kind, shard)`, kind in {'batch', 'shard'}.
 
   Returns:
@@ -379,54 +392,76 @@ def pseudo_label(
       settings=settings, shard_index=shard_index, num_shards=num_shards)
 
   lowest = selection.lowest_threshold()
+  quality_threshold = min(quality_thresholds) if with_quality else None
   if with_quality:
-    lowest = min([lowest] + list(quality_thresholds))
+    lowest = min(lowest, quality_threshold)
   generator = detection.make_generator(
       lowest, max_num_detections=max_boxes,
       nms_iou_threshold=nms_iou_threshold, pre_nms_top_k=pre_nms_top_k,
       nms_version=nms_version)
   infer = make_infer_fn(teacher, strategy, batch_size, generator, flip_tta,
-                        nms_iou_threshold, max_boxes, num_classes)
-  labeler = _Labeler(teacher, selection, pixel_threshold, num_classes,
-                     quality_thresholds, with_quality, keep_empty_images,
-                     gallery_size)
+                        nms_iou_threshold, max_boxes, num_classes,
+                        selection=selection,
+                        quality_threshold=quality_threshold)
+  options = dict(teacher_id=teacher.teacher_id,
+                 num_classes=num_classes or teacher.num_classes,
+                 with_quality=with_quality,
+                 keep_empty_images=keep_empty_images,
+                 gallery_size=gallery_size)
+  if teacher.task == 'detection':
+    labeler = labeler_lib.DetectionLabeler(**options)
+  else:
+    labeler = labeler_lib.SegmentationLabeler(
+        pixel_threshold=pixel_threshold,
+        quality_thresholds=quality_thresholds, **options)
+  seg_counts: Dict[str, list] = {}
+
+  pending = []
+  for unit in units:
+    name = writer_lib.shard_name(unit[0], unit[1], unit[2])
+    if folder.is_done(name):
+      logging.info('Skipping finished shard %s', name)
+      if with_quality and teacher.task == 'segmentation':
+        seg_counts = quality.add_counts(
+            seg_counts, folder.manifest['shards'][name]['quality'])
+    else:
+      pending.append(unit)
   total = sum(u[3] for u in units)
   with tqdm.tqdm(total=total, unit='img',
-                 desc=f'pseudo_label {shard_index}/{num_shards}') as bar:
-    for unit in units:
-      name = writer_lib.shard_name(unit[0], unit[1], unit[2])
-      if folder.is_done(name):
-        logging.info('Skipping finished shard %s', name)
-        if with_quality and teacher.task == 'segmentation':
-          labeler.seg_counts = quality.add_counts(
-              labeler.seg_counts, folder.manifest['shards'][name]['quality'])
-        bar.update(unit[3])
-        continue
-      info = {'input_file': unit[0], 'part': unit[1], 'num_parts': unit[2]}
-      counts_before = labeler.seg_counts
-      labeler.seg_counts = {}
-      with folder.shard(name, info) as shard:
-        for batch in unit_dataset(unit, teacher.input_size, batch_size):
-          outputs = infer(batch['image'].numpy())
-          image_info = batch['image_info'].numpy()
-          for i, record in enumerate(batch['record'].numpy()):
-            labeler.label(shard, outputs, i, image_info[i], record)
-          bar.update(len(image_info))
-          if on_event:
-            on_event('batch', name)
-        if labeler.seg_counts:
-          shard.extra['quality'] = labeler.seg_counts
-      labeler.seg_counts = quality.add_counts(counts_before,
-                                              labeler.seg_counts)
-      if on_event:
-        on_event('shard', name)
+                 desc=f'pseudo_label {shard_index}/{num_shards}') as bar, (
+                     background.BackgroundWorker(max_pending_batches)
+                 ) as worker:
+    bar.update(total - sum(u[3] for u in pending))
+    shards = _ShardSequence(folder, pending, worker, labeler, on_event)
+    try:
+      for batch in _batches(pending, teacher.input_size, batch_size):
+        outputs = infer(batch['image'], batch['image_info'])
+        info = batch['image_info'].numpy()
+        records = batch['record'].numpy()
+        source_ids = batch['source_id'].numpy()
+        unit_ids = batch['unit'].numpy()
+        for index in np.unique(unit_ids):  # Rows of a unit are contiguous.
+          rows = np.flatnonzero(unit_ids == index)
+          rows = slice(rows[0], rows[-1] + 1)
+          worker.submit(labeler.label_batch, shards.advance_to(index),
+                        labeler_lib.Batch(
+                            {k: v[rows] for k, v in outputs.items()},
+                            info[rows], records[rows], source_ids[rows]))
+        bar.update(len(unit_ids))
+        if on_event:
+          on_event('batch', shards.name(int(unit_ids[-1])))
+      shards.advance_to(len(pending))
+    except BaseException as e:
+      shards.abort(e)
+      raise
+  seg_counts = quality.add_counts(seg_counts, shards.seg_counts)
 
   result = None
   if with_quality:
     result = (quality.detection_quality(folder.quality_images(),
                                         quality_thresholds)
               if teacher.task == 'detection' else
-              quality.segmentation_quality(labeler.seg_counts))
+              quality.segmentation_quality(seg_counts))
   manifest = folder.finish(result)
   if labeler.tiles:
     path = gallery.save_gallery(

@@ -198,6 +198,20 @@ class _Shard:
     self.histogram.update({str(k): int(v) for k, v in histogram.items()})
     self.num_labels += int(sum(histogram.values()))
 
+  def write_batch(self, serialized: List[bytes], images_in: int,
+                  histogram: Dict[int, int]) -> None:
+    """Writes serialized pseudo records of `images_in` input images.
+
+    `histogram`: {class id: count} over the written records (boxes for
+    detection, labeled pixels for segmentation).
+    """
+    for data in serialized:
+      self.writer.write(data)
+    self.images_in += images_in
+    self.images_out += len(serialized)
+    self.histogram.update({str(k): int(v) for k, v in histogram.items()})
+    self.num_labels += int(sum(histogram.values()))
+
   def skip(self) -> None:
     """Counts an input image that produced no record."""
     self.images_in += 1

@@ -4,6 +4,7 @@ import pytest
 import tensorflow as tf
 
 from st_tf.data import digitscenes
+from st_tf.evaluation import coco
 from st_tf.pseudo_label import detection
 from st_tf.pseudo_label import teacher as teacher_lib
 from tests.pseudo_label import tiny
@@ -98,3 +99,42 @@ def test_merge_flipped_removes_the_mirrored_duplicate():
   np.testing.assert_allclose(out['scores'][0, :num], [0.8, 0.6])
   np.testing.assert_array_equal(out['classes'][0, :num], [2, 5])
   np.testing.assert_allclose(out['boxes'][0, 1], [40., 4., 60., 24.])
+
+
+def test_select_in_graph_matches_select_boxes():
+  rng = np.random.default_rng(3)
+  b, k = 3, 12
+  yx = rng.uniform(0, 50, [b, k, 2]).astype(np.float32)
+  hw = rng.uniform(0.5, 30, [b, k, 2]).astype(np.float32)
+  dets = {'boxes': tf.constant(np.concatenate([yx, yx + hw], -1)),
+          'scores': tf.constant(rng.uniform(0, 1, [b, k]).astype(np.float32)),
+          'classes': tf.constant(rng.integers(1, 5, [b, k]), tf.int32),
+          'num': tf.constant([12, 7, 0], tf.int32)}
+  # Image 0 kept its size, 1 was downscaled 2x, 2 upscaled (padded input).
+  info = tf.constant([[[64, 64], [64, 64], [1, 1], [0, 0]],
+                      [[128, 100], [64, 50], [.5, .5], [0, 0]],
+                      [[32, 40], [51.2, 64], [1.6, 1.6], [0, 0]]], tf.float32)
+  selection = detection.BoxSelection(0.4, {2: 0.7, 9: 0.1}, min_box_size=4,
+                                     max_boxes=5)
+  out = {key: v.numpy() for key, v in detection.select_in_graph(
+      dets, info, selection, quality_threshold=0.2).items()}
+  original = coco.boxes_to_original_pixels(dets['boxes'].numpy(),
+                                           info.numpy())
+  for i in range(b):
+    num = int(dets['num'][i])
+    args = (original[i, :num], dets['scores'][i, :num].numpy(),
+            dets['classes'][i, :num].numpy(), selection)
+    want = detection.select_boxes(*args)
+    kept = int(out['num_kept'][i])
+    np.testing.assert_allclose(out['boxes'][i, :kept], want[0], rtol=1e-6)
+    np.testing.assert_array_equal(out['scores'][i, :kept], want[1])
+    np.testing.assert_array_equal(out['classes'][i, :kept], want[2])
+    size = info.numpy()[i, 0]
+    np.testing.assert_allclose(out['normalized'][i, :kept],
+                               want[0] / np.tile(size, 2), rtol=1e-6)
+    low = detection.select_boxes(*args, score_threshold=0.2)
+    rows = out['quality'][i]
+    order = np.argsort(-out['scores'][i][rows], kind='stable')
+    np.testing.assert_array_equal(out['scores'][i][rows][order], low[1])
+    np.testing.assert_array_equal(out['classes'][i][rows][order], low[2])
+  assert out['num_kept'].tolist()[2] == 0 and out['num_kept'].sum() > 3
