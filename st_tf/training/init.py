@@ -102,15 +102,30 @@ def _backbone(model: tf_keras.Model, checkpoint: Optional[str]) -> None:
 
 @register_init('full')
 def _full(model: tf_keras.Model, checkpoint: Optional[str]) -> None:
+  """Restores the weights of a trainer checkpoint (student from teacher).
+
+  Only the network is restored when the model wraps one (`model.network`,
+  as `SelfTrainingModel` does): not the optimizer (its iteration count would
+  make the student start at the teacher's last step) nor the self-training
+  loss averages. Other models are restored partially, optimizer excluded.
+  """
   path = resolve_checkpoint(checkpoint)
   keys = tf.train.load_checkpoint(path).get_variable_to_shape_map()
   if not any(k.startswith('model/') for k in keys):
     raise ValueError(f'Checkpoint {path!r} holds no `model` matching this '
                      'one (saved as tf.train.Checkpoint(model=...)?).')
-  # Partial: a student may own extra state the teacher lacks (e.g. the
-  # self-training loss moving averages); the optimizer is not restored.
-  tf.train.Checkpoint(model=model).restore(path).expect_partial()
-  logging.info('Initialised the full model from %s', path)
+  network = getattr(model, 'network', None)
+  if network is not None:
+    status = tf.train.Checkpoint(
+        model=tf.train.Checkpoint(network=network)).restore(path)
+    try:
+      status.expect_partial().assert_existing_objects_matched()
+    except AssertionError as e:
+      raise ValueError(f'Checkpoint {path!r} does not match this network: '
+                       f'{e}') from e
+  else:
+    tf.train.Checkpoint(model=model).restore(path).expect_partial()
+  logging.info('Initialised the model weights from %s', path)
 
 
 def available_inits() -> list[str]:

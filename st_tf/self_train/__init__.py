@@ -1,0 +1,1 @@
+"""`--mode=self_train`: teacher -> pseudo labels -> student, in one run."""

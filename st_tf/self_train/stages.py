@@ -1,0 +1,162 @@
+"""Self-training stages: folder layout, completion checks and wall times.
+
+Layout of the pipeline's `model_dir`::
+
+  round_<r>/teacher/         round 0 teacher: checkpoints, eval_metrics.json
+  round_<r>/pseudo_labels/   pseudo-label shards + manifest
+  round_<r>/student/         checkpoints, eval_metrics.json, export/<step>/
+  baseline/                  optional supervised baseline (human labels only)
+  stages.json                wall time of every stage
+  summary.json, summary.md   the report
+
+A stage is skipped when its output is complete (the checks below), so a
+killed pipeline resumes at the first unfinished stage; an interrupted
+training stage resumes from its last checkpoint (the trainer's own resume).
+A finished stage is not invalidated when the gin config changes later (e.g.
+more teacher steps): run a changed config in a new model_dir.
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from typing import Any, Callable, Dict, List, Optional
+
+from absl import logging
+import tensorflow as tf
+import tf_keras
+
+from st_tf.evaluation import checkpoints
+from st_tf.evaluation import runner as eval_runner
+from st_tf.pseudo_label import writer as writer_lib
+
+STATE_FILE = 'stages.json'
+TRAIN_DONE_FILE = 'train_done.json'
+EXPORT_SUBDIR = 'export'
+
+
+def write_json(path: str, data: Any) -> None:
+  """Writes JSON atomically (tmp + rename)."""
+  tf.io.gfile.makedirs(os.path.dirname(path) or '.')
+  with tf.io.gfile.GFile(path + '.tmp', 'w') as f:
+    f.write(json.dumps(data, indent=2, sort_keys=True))
+  tf.io.gfile.rename(path + '.tmp', path, overwrite=True)
+
+
+def read_json(path: str) -> Any:
+  with tf.io.gfile.GFile(path) as f:
+    return json.load(f)
+
+
+def final_step(checkpoint_dir: str) -> Optional[int]:
+  """Step of the latest checkpoint in `checkpoint_dir` (None: none)."""
+  latest = tf.train.latest_checkpoint(checkpoint_dir)
+  return None if latest is None else checkpoints.checkpoint_step(latest)
+
+
+def mark_trained(train_dir: str) -> Dict[str, Any]:
+  """Records that training in `train_dir` ran to its end."""
+  record = {'step': final_step(train_dir),
+            'checkpoint': tf.train.latest_checkpoint(train_dir)}
+  write_json(os.path.join(train_dir, TRAIN_DONE_FILE), record)
+  return record
+
+
+def train_complete(train_dir: str) -> bool:
+  """`train` returned (marker written) and its checkpoint is still there."""
+  path = os.path.join(train_dir, TRAIN_DONE_FILE)
+  return (tf.io.gfile.exists(path) and
+          final_step(train_dir) == read_json(path)['step'])
+
+
+def eval_complete(eval_dir: str, checkpoint_dir: str) -> bool:
+  """`eval_metrics.json` in `eval_dir` is for the final checkpoint step."""
+  path = os.path.join(eval_dir, eval_runner.METRICS_FILE)
+  if not tf.io.gfile.exists(path):
+    return False
+  step = final_step(checkpoint_dir)
+  return step is not None and read_json(path).get('step') == step
+
+
+def read_metrics(eval_dir: str) -> Dict[str, Any]:
+  """{'step', 'checkpoint', 'metrics'} written by the eval stage."""
+  return read_json(os.path.join(eval_dir, eval_runner.METRICS_FILE))
+
+
+def pseudo_labels_complete(output_dir: str) -> bool:
+  """Every job's manifest is there and says complete."""
+  manifests = writer_lib.read_manifests(output_dir)
+  return bool(manifests) and all(m.get('complete') for m in manifests) and (
+      len(manifests) == manifests[0].get('num_shards'))
+
+
+def pseudo_label_stats(output_dir: str) -> Dict[str, Any]:
+  """Totals over the manifests: task, images in/out, labels kept, quality.
+
+  `labels` counts boxes (detection) or labeled pixels (segmentation).
+  """
+  manifests = writer_lib.read_manifests(output_dir)
+  if not manifests:
+    raise ValueError(f'no pseudo-label manifest in {output_dir}')
+  totals = [m['totals'] for m in manifests]
+  images_out = sum(t['images_out'] for t in totals)
+  labels = sum(int(round(t['labels_per_image'] * t['images_out']))
+               for t in totals)
+  return {'dir': output_dir, 'task': manifests[0]['task'],
+          'teacher_id': manifests[0]['teacher_id'],
+          'images_in': sum(t['images_in'] for t in totals),
+          'images_out': images_out, 'labels': labels,
+          'labels_per_image': labels / images_out if images_out else 0.0,
+          'quality': manifests[0].get('quality')}
+
+
+def export_dir_for(train_dir: str) -> Optional[str]:
+  """`<train_dir>/export/<final step>` (None when there is no checkpoint)."""
+  step = final_step(train_dir)
+  return (None if step is None else
+          os.path.join(train_dir, EXPORT_SUBDIR, str(step)))
+
+
+def export_complete(train_dir: str) -> bool:
+  """The final checkpoint's SavedModel (saved_model.pb) is there."""
+  path = export_dir_for(train_dir)
+  return path is not None and tf.io.gfile.exists(
+      os.path.join(path, 'saved_model.pb'))
+
+
+class StageLog:
+  """Runs stages in order, skipping complete ones; keeps their wall times.
+
+  `model_dir/stages.json` maps a stage name to ``{'seconds': float}`` (the
+  run that produced its output); `status` (this run) is 'ran' or 'skipped'.
+  """
+
+  def __init__(self, model_dir: str):
+    self.path = os.path.join(model_dir, STATE_FILE)
+    self.records: Dict[str, Dict[str, Any]] = (
+        read_json(self.path) if tf.io.gfile.exists(self.path) else {})
+    self.status: Dict[str, str] = {}
+
+  def run(self, name: str, is_complete: Callable[[], bool],
+          fn: Callable[[], Any]) -> bool:
+    """Runs `fn` unless `is_complete()`; returns whether it ran."""
+    if is_complete():
+      logging.info('self_train: stage %s is complete, skipping.', name)
+      self.status[name] = 'skipped'
+      return False
+    logging.info('self_train: running stage %s.', name)
+    tf_keras.backend.clear_session()
+    start = time.time()
+    fn()
+    if not is_complete():
+      raise RuntimeError(f'self_train: stage {name} finished but its output '
+                         'is not complete (see the log above)')
+    self.records[name] = {'seconds': round(time.time() - start, 2)}
+    self.status[name] = 'ran'
+    write_json(self.path, self.records)
+    return True
+
+  def table(self) -> List[Dict[str, Any]]:
+    """[{'name', 'seconds', 'status'}] for the stages of this run, in order."""
+    return [dict(self.records.get(name, {}), name=name, status=status)
+            for name, status in self.status.items()]

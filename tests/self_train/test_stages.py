@@ -1,0 +1,96 @@
+"""Stage completion checks, the stage log and the summary report."""
+import json
+import os
+
+import pytest
+import tensorflow as tf
+
+from st_tf.pseudo_label import writer
+from st_tf.self_train import stages
+from st_tf.self_train import summary as summary_lib
+
+
+def _checkpoint(model_dir, step):
+  ckpt = tf.train.Checkpoint(step=tf.Variable(step, dtype=tf.int64))
+  tf.train.CheckpointManager(ckpt, model_dir, max_to_keep=3).save(
+      checkpoint_number=step)
+
+
+def test_train_and_eval_complete_follow_the_final_checkpoint(tmp_path):
+  d = str(tmp_path)
+  assert not stages.train_complete(d) and not stages.eval_complete(d, d)
+  _checkpoint(d, 5)
+  assert not stages.train_complete(d)  # train has not returned yet
+  assert stages.mark_trained(d)['step'] == 5
+  assert stages.train_complete(d)
+  stages.write_json(os.path.join(d, 'eval_metrics.json'),
+                    {'step': 5, 'metrics': {'AP': 0.5}})
+  assert stages.eval_complete(d, d)
+  _checkpoint(d, 10)  # trained further: the old marker and eval are stale
+  assert not stages.train_complete(d) and not stages.eval_complete(d, d)
+  assert stages.export_dir_for(d) == os.path.join(d, 'export', '10')
+  assert not stages.export_complete(d)
+  os.makedirs(os.path.join(d, 'export', '10'))
+  open(os.path.join(d, 'export', '10', 'saved_model.pb'), 'w').close()
+  assert stages.export_complete(d)
+
+
+def _manifest(d, index, num, complete, images=4, boxes=6):
+  writer.write_json(writer.manifest_path(d, index, num), {
+      'task': 'detection', 'teacher_id': 't', 'num_shards': num,
+      'complete': complete, 'totals': {
+          'images_in': images, 'images_out': images,
+          'labels_per_image': boxes / images}})
+
+
+def test_pseudo_labels_complete_needs_every_job_complete(tmp_path):
+  d = str(tmp_path)
+  assert not stages.pseudo_labels_complete(d)
+  _manifest(d, 0, 2, True)
+  assert not stages.pseudo_labels_complete(d)  # job 1 missing
+  _manifest(d, 1, 2, False)
+  assert not stages.pseudo_labels_complete(d)
+  _manifest(d, 1, 2, True, images=5, boxes=2)
+  assert stages.pseudo_labels_complete(d)
+  stats = stages.pseudo_label_stats(d)
+  assert (stats['images_out'], stats['labels']) == (9, 8)
+  assert stats['labels_per_image'] == pytest.approx(8 / 9)
+
+
+def test_stage_log_runs_once_and_keeps_times(tmp_path):
+  done = []
+  log = stages.StageLog(str(tmp_path))
+  assert log.run('a', lambda: bool(done), lambda: done.append(1))
+  assert not log.run('a', lambda: bool(done), lambda: done.append(1))
+  assert done == [1]
+  with pytest.raises(RuntimeError, match='stage b'):
+    log.run('b', lambda: False, lambda: None)
+  again = stages.StageLog(str(tmp_path))
+  assert not again.run('a', lambda: True, lambda: None)
+  assert again.table() == [{'name': 'a', 'status': 'skipped',
+                            'seconds': log.records['a']['seconds']}]
+
+
+def test_summary_markdown_reports_gain_baseline_and_times(tmp_path):
+  pseudo = {'task': 'segmentation', 'images_in': 10, 'images_out': 9,
+            'labels': 900, 'labels_per_image': 100.0}
+  record = lambda v, s: {'step': s, 'metrics': {'mean_iou': v}}  # noqa
+  rounds = [
+      summary_lib.round_entry(0, None, record(0.5, 4), 'mean_iou', pseudo, 4,
+                              None),
+      summary_lib.round_entry(1, record(0.5, 4), record(0.625, 4),
+                              'mean_iou', pseudo, 4, '/x/export/4')]
+  base = summary_lib.baseline_entry(record(0.5, 9), 'mean_iou', 9,
+                                    expected_steps=8, final_student_value=0.625)
+  result = summary_lib.build('mean_iou', rounds, base,
+                             [{'name': 's', 'seconds': 1.5, 'status': 'ran'}])
+  markdown = summary_lib.write(str(tmp_path), result)
+  assert rounds[1]['gain'] == pytest.approx(0.125)
+  assert ('| 0 | n/a | 0.5000 | n/a | 9/10 | 900 | 100.00 | n/a | 4 |'
+          in markdown)
+  assert '| 1 | 0.5000 | 0.6250 | +0.1250 |' in markdown
+  assert 'pseudo pixels kept' in markdown
+  assert '| 0.5000 | 9 (MISMATCH: expected 8) | +0.1250 |' in markdown
+  assert '| s | 1.5 | ran |' in markdown
+  with open(tmp_path / 'summary.json') as f:
+    assert json.load(f)['baseline']['steps_match'] is False
