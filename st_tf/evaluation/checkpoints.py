@@ -16,6 +16,11 @@ import tf_keras
 _STEP_KEY = 'step/.ATTRIBUTES/VARIABLE_VALUE'
 
 
+class CheckpointNotFoundError(FileNotFoundError, ValueError):
+  """No checkpoint where one was expected (a FileNotFoundError and a
+  ValueError, so callers of either convention catch it)."""
+
+
 def resolve_checkpoint(model_dir: Optional[str],
                        checkpoint: Optional[str] = None) -> str:
   """Returns the checkpoint path: `checkpoint`, or the latest in `model_dir`.
@@ -28,11 +33,11 @@ def resolve_checkpoint(model_dir: Optional[str],
   if tf.io.gfile.isdir(target):
     path = tf.train.latest_checkpoint(target)
     if path is None:
-      raise FileNotFoundError(f'no checkpoint found in {target}')
+      raise CheckpointNotFoundError(f'No checkpoint found in {target}')
     return path
   if not tf.io.gfile.exists(target + '.index'):
-    raise FileNotFoundError(f'checkpoint {target} does not exist '
-                            f'(no {target}.index)')
+    raise CheckpointNotFoundError(f'Checkpoint {target} does not exist '
+                                  f'(no {target}.index)')
   return target
 
 

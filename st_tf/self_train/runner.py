@@ -241,11 +241,21 @@ def self_train(model_dir: str = gin.REQUIRED,
     baseline_model = TrainedModel(
         BASELINE_SCOPE, checkpoint_dir=os.path.join(model_dir, 'baseline'),
         eval_dir=os.path.join(model_dir, 'baseline'))
+    # With students initialised from their teacher, the baseline continues
+    # from the round-0 teacher too (the same schedule without pseudo labels)
+    # and its step count includes the teacher's.
+    from_teacher = init_student_from_teacher and teacher_steps is not None
+    baseline_kwargs = {}
+    if from_teacher:
+      baseline_kwargs['init'] = functools.partial(
+          init_lib.initialize_model, method='full',
+          checkpoint=os.path.join(model_dir, 'round_0', 'teacher'))
     _train_stage(log, 'baseline/train', baseline_model.checkpoint_dir,
-                 BASELINE_SCOPE)
+                 BASELINE_SCOPE, **baseline_kwargs)
     baseline_entry = summary_lib.baseline_entry(
         _eval_stage(log, 'baseline/eval', baseline_model, metric), metric,
-        stages.final_step(baseline_model.checkpoint_dir),
+        stages.final_step(baseline_model.checkpoint_dir) +
+        (teacher_steps if from_teacher else 0),
         expected_steps=(None if teacher_steps is None else
                         teacher_steps + sum(r['student']['step']
                                             for r in rounds)),

@@ -25,6 +25,8 @@ import gin
 import tensorflow as tf
 import tf_keras
 
+from st_tf.evaluation import checkpoints
+
 InitFn = Callable[[tf_keras.Model, Optional[str]], None]
 
 _INITS: Dict[str, InitFn] = {}
@@ -51,14 +53,7 @@ def resolve_checkpoint(path: Optional[str]) -> str:
   if not path:
     raise ValueError('An init checkpoint path is required for this init '
                      'method (set initialize_model.checkpoint).')
-  if tf.io.gfile.isdir(path):
-    latest = tf.train.latest_checkpoint(path)
-    if latest is None:
-      raise ValueError(f'No checkpoint found in directory {path!r}.')
-    return latest
-  if not tf.io.gfile.exists(path + '.index'):
-    raise ValueError(f'Checkpoint {path!r} does not exist (no {path}.index).')
-  return path
+  return checkpoints.resolve_checkpoint(None, path)
 
 
 def find_backbone(model: tf_keras.Model) -> tf_keras.Model:

@@ -285,16 +285,3 @@ def train(model_dir: str = gin.REQUIRED,
     tf.io.gfile.rmtree(save_dir)
   last = {k: _scalar(v[-1]) for k, v in history.history.items() if v}
   return {k: v for k, v in last.items() if v is not None}
-
-
-def restore_latest(model: tf_keras.Model, model_dir: str) -> str:
-  """Restores the model weights of the latest checkpoint in `model_dir`.
-
-  For eval/export/pseudo-labelling of a trained model. Returns the checkpoint
-  path; raises ValueError when `model_dir` has none.
-  """
-  latest = tf.train.latest_checkpoint(model_dir)
-  if latest is None:
-    raise ValueError(f'No checkpoint in model_dir {model_dir!r}.')
-  tf.train.Checkpoint(model=model).restore(latest).expect_partial()
-  return latest

@@ -56,7 +56,7 @@ def test_evaluate_restores_latest_checkpoint_and_records(tmp_path):
 
 def test_missing_or_mismatched_checkpoint(tmp_path):
   model = tiny_models.tiny_segmentation(num_classes=3)
-  with pytest.raises(FileNotFoundError, match='no checkpoint found'):
+  with pytest.raises(FileNotFoundError, match='No checkpoint found'):
     runner.evaluate(model_dir=str(tmp_path), model=model, dataset=_dataset(),
                     metric_fn=segmentation.evaluate_segmentation)
   other = tiny_models.tiny_segmentation(num_classes=5)

@@ -154,6 +154,6 @@ def test_unknown_task_and_missing_checkpoint(tmp_path):
   with pytest.raises(ValueError, match='unknown task'):
     saved_model.export_saved_model(model, str(tmp_path / 'x'),
                                    input_size=[_SIZE, _SIZE], task='depth')
-  with pytest.raises(FileNotFoundError, match='no checkpoint'):
+  with pytest.raises(FileNotFoundError, match='No checkpoint'):
     saved_model.export(model_dir=str(tmp_path), model=model,
                        input_size=[_SIZE, _SIZE], task='segmentation')

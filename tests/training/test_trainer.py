@@ -8,6 +8,7 @@ import pytest
 import tensorflow as tf
 import tf_keras
 
+from st_tf.evaluation import checkpoints
 from st_tf.training import trainer
 from tests.training import tiny
 
@@ -101,20 +102,20 @@ def test_killed_run_resumes_from_saved_step(tmp_path):
   assert trainer.train(model_dir=model_dir, train_steps=6) == {}
 
 
-def test_fresh_run_calls_init_and_restore_latest(tmp_path):
+def test_fresh_run_calls_init_and_checkpoint_restores(tmp_path):
   gin.parse_config(_CONFIG)
   model_dir = str(tmp_path / 'run')
   init_calls = []
   trainer.train(model_dir=model_dir, train_steps=2, init=init_calls.append)
   assert len(init_calls) == 1 and isinstance(init_calls[0], tiny.TinyModel)
   model = tiny.tiny_model()
-  path = trainer.restore_latest(model, model_dir)
+  path, _ = checkpoints.restore_model(model, model_dir)
   np.testing.assert_allclose(
       model.head.kernel.numpy(),
       tf.train.load_variable(path, 'model/head/kernel/.ATTRIBUTES/'
                                    'VARIABLE_VALUE'))
-  with pytest.raises(ValueError, match='No checkpoint'):
-    trainer.restore_latest(model, str(tmp_path / 'empty'))
+  with pytest.raises(ValueError, match='does not exist'):
+    checkpoints.restore_model(model, str(tmp_path / 'empty'))
 
 
 @pytest.mark.parametrize('steps,per_epoch,per_exec,match', [
