@@ -12,215 +12,51 @@ Gin::
     saved_model_teacher.export_dir = '/tmp/teacher/export/1500'
     pseudo_label.num_classes = 11                 # the student's; checked
 
-Work split: the sorted input files are dealt to the `num_shards` jobs
-(file i -> job i % num_shards); with fewer files than jobs every job takes
-its slice of each file's records (record r -> job r % num_shards). Each
-(input file, part) becomes one output shard (`writer.shard_name`), written
-atomically and recorded in the job's manifest; a rerun skips finished shards.
+Work split (`inputs.work_units`): the sorted input files are dealt to the
+`num_shards` jobs; with fewer files than jobs every job takes its slice of
+each file's records. Each (input file, part) becomes one output shard
+(`writer.shard_name`), written atomically and recorded in the job's
+manifest; a rerun skips finished shards.
 
-Throughput: ONE tf.data pipeline over all the job's unfinished units decodes
-and resizes in parallel (Model Garden `resize_and_crop_image`, skipped when
-the image already has the input size) and batches per unit. One
-`tf.function` runs the teacher, NMS and the box selection
-(`detection.select_in_graph`: thresholds, sizes, caps, boxes mapped back to
-the original image) and returns padded tensors. The host work (records
+Throughput: one tf.data pipeline over all the job's unfinished units
+(`inputs.job_dataset`) feeds the teacher network (`inference`) on the main
+thread, followed by NMS + box selection (`detection.select_in_graph`, in
+TensorFlow; padded tensors + counts; `overlap_post` moves this stage to the
+writer thread). A `BackgroundWorker` thread does the host work (records
 built from the input record, `records.py`; writing; quality rows; gallery)
-runs on a `BackgroundWorker` thread while the next batch is inferred.
+while the next batch is inferred.
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Union
 
 from absl import logging
 import gin
 import numpy as np
 import tensorflow as tf
 import tqdm
-from official.vision.ops import preprocess_ops
 
-from st_tf.data import decoders
 from st_tf.data import files as files_lib
 from st_tf.data import schema
 from st_tf.pseudo_label import background
 from st_tf.pseudo_label import detection
 from st_tf.pseudo_label import gallery
+from st_tf.pseudo_label import inference
+from st_tf.pseudo_label import inputs
 from st_tf.pseudo_label import labeler as labeler_lib
 from st_tf.pseudo_label import quality
 from st_tf.pseudo_label import teacher as teacher_lib
 from st_tf.pseudo_label import writer as writer_lib
 from st_tf.training import strategy as strategy_lib
 
-# (input file, part, num_parts, number of records in the part).
-WorkUnit = Tuple[str, int, int, int]
-
-
-def count_records(path: str) -> int:
-  """Number of records in a TFRecord file (read in the graph)."""
-  return int(tf.data.TFRecordDataset(path).reduce(
-      tf.constant(0, tf.int64), lambda n, _: n + 1))
-
-
-def work_units(paths: Sequence[str], counts: Sequence[int], shard_index: int,
-               num_shards: int) -> List[WorkUnit]:
-  """This job's (file, part, num_parts, count) units (see module doc)."""
-  if len(paths) >= num_shards:
-    return [(p, 0, 1, n) for i, (p, n) in enumerate(zip(paths, counts))
-            if i % num_shards == shard_index]
-  return [(p, shard_index, num_shards, len(range(shard_index, n, num_shards)))
-          for p, n in zip(paths, counts)]
-
-
-def _prepare_fn(input_size: Sequence[int]) -> Callable[..., dict]:
-  """(record, unit) -> image uint8 [H, W, 3] at the input size + info.
-
-  The image is decoded without the decoder's per-record validation (a
-  nested tf.data pipeline per image, ~40% of the decoding time); a record
-  that does not decode fails the job and `_decode_error` names its file.
-  """
-  decoder = decoders.UnlabeledDecoder(validate=False)
-  size = [int(s) for s in input_size]
-
-  def resize(image):
-    image, info = preprocess_ops.resize_and_crop_image(image, size,
-                                                       padded_size=size)
-    return tf.cast(tf.clip_by_value(tf.round(image), 0, 255), tf.uint8), info
-
-  def keep(image):  # Already the input size: resize would be the identity.
-    hw = tf.cast(tf.shape(image)[:2], tf.float32)
-    return image, tf.stack([hw, hw, tf.ones([2]), tf.zeros([2])])
-
-  def prepare(record, unit):
-    decoded = decoder.decode(record)
-    image = decoded['image']
-    same = tf.reduce_all(tf.equal(tf.shape(image)[:2], size))
-    image, info = tf.cond(same, lambda: keep(image), lambda: resize(image))
-    return {'image': tf.ensure_shape(image, size + [3]),
-            'image_info': tf.ensure_shape(info, [4, 2]),
-            'record': record, 'source_id': decoded['source_id'],
-            'unit': unit}
-
-  return prepare
-
-
-def job_dataset(units: Sequence[WorkUnit], input_size: Sequence[int],
-                batch_size: int) -> tf.data.Dataset:
-  """One pipeline over the records of `units`, in order.
-
-  Batches may span consecutive units (only the job's last batch is
-  partial); each row says its unit. Elements: 'image' uint8 [B, H, W, 3],
-  'image_info' float32 [B, 4, 2], 'record' string [B] (serialized input),
-  'source_id' string [B], 'unit' int32 [B] (index into `units`).
-  """
-  index = tf.data.Dataset.from_tensor_slices((
-      tf.range(len(units), dtype=tf.int32),
-      tf.constant([u[0] for u in units], tf.string),
-      tf.constant([u[1] for u in units], tf.int64),
-      tf.constant([u[2] for u in units], tf.int64)))
-
-  def unit_records(unit, path, part, num_parts):
-    records = tf.data.TFRecordDataset(path).shard(num_parts, part)
-    return tf.data.Dataset.zip(
-        (records, tf.data.Dataset.from_tensors(unit).repeat()))
-
-  return index.flat_map(unit_records).map(
-      _prepare_fn(input_size), num_parallel_calls=tf.data.AUTOTUNE).batch(
-          batch_size).prefetch(2)
-
-
-def unit_dataset(unit: WorkUnit, input_size: Sequence[int],
-                 batch_size: int) -> tf.data.Dataset:
-  """Batches of one unit (see `job_dataset`)."""
-  return job_dataset([unit], input_size, batch_size)
-
-
-def make_infer_fn(teacher: teacher_lib.Teacher,
-                  strategy: tf.distribute.Strategy, batch_size: int,
-                  generator: Any, flip: bool, nms_iou_threshold: float,
-                  max_num_detections: int, num_classes: Optional[int] = None,
-                  selection: Optional[detection.BoxSelection] = None,
-                  quality_threshold: Optional[float] = None
-                  ) -> Callable[..., Dict[str, np.ndarray]]:
-  """`infer(images, image_info)` -> numpy outputs for the n images.
-
-  images: uint8 [n <= batch_size, H, W, 3]; image_info: float [n, 4, 2].
-  The batch is zero-padded to `batch_size` (one trace), split evenly over the
-  replicas and run with `strategy.run`. Detection outputs are
-  `detection.select_in_graph`'s (default `selection`: keep every NMS box);
-  segmentation: 'maps' [n, H, W, 2] (top probability, class id).
-  """
-  replicas = strategy.num_replicas_in_sync
-  if batch_size % replicas:
-    raise ValueError(f'batch_size {batch_size} must be a multiple of the '
-                     f'{replicas} replicas')
-  per_replica = batch_size // replicas
-  selection = selection or detection.BoxSelection(
-      0.0, max_boxes=max_num_detections)
-
-  def replica_fn(images, image_info):
-    if teacher.task == 'segmentation':
-      return {'maps': teacher.segment(images, flip)}
-    dets = teacher.detections(images, generator)
-    if flip:
-      flipped = teacher.detections(tf.image.flip_left_right(images),
-                                   generator)
-      dets = detection.merge_flipped(
-          dets, flipped, teacher.input_size[1],
-          num_classes or teacher.num_classes or _UNKNOWN_NUM_CLASSES,
-          nms_iou_threshold, max_num_detections)
-    return detection.select_in_graph(dets, image_info, selection,
-                                     quality_threshold)
-
-  @tf.function
-  def step(images, image_info):
-    return strategy.run(replica_fn, args=(images, image_info))
-
-  def pad(t, n):
-    t = tf.convert_to_tensor(t)
-    if n == batch_size:
-      return t
-    return tf.concat([t, tf.repeat(t[:1], batch_size - n, axis=0)], 0)
-
-  def infer(images, image_info) -> Dict[str, np.ndarray]:
-    n = int(images.shape[0])
-    images = pad(images, n)
-    image_info = pad(tf.cast(image_info, tf.float32), n)
-    if replicas == 1:
-      out = [step(images, image_info)]
-    else:
-      args = [strategy.experimental_distribute_values_from_function(
-          lambda ctx, t=t: t[  # pylint: disable=g-long-lambda
-              ctx.replica_id_in_sync_group * per_replica:
-              (ctx.replica_id_in_sync_group + 1) * per_replica])
-              for t in (images, image_info)]
-      out = strategy.experimental_local_results(step(*args))
-    return {k: np.concatenate([np.asarray(o[k]) for o in out])[:n]
-            for k in out[0]}
-
-  return infer
-
-
-# Class-count bound for flip merging when neither teacher nor caller gives one.
-_UNKNOWN_NUM_CLASSES = 1024
-
-
-def _batches(units: Sequence[WorkUnit], input_size: Sequence[int],
-             batch_size: int) -> Iterator[Dict[str, tf.Tensor]]:
-  """`job_dataset` batches; a record that fails to decode names its file."""
-  if not units:
-    return
-  iterator = iter(job_dataset(units, input_size, batch_size))
-  unit = 0
-  while True:
-    try:
-      batch = next(iterator)
-    except StopIteration:
-      return
-    except tf.errors.InvalidArgumentError as e:
-      files = sorted({u[0] for u in units[unit:unit + 2]})
-      raise ValueError(f'cannot decode a record of {" or ".join(files)}: '
-                       f'{e.message}') from e
-    unit = int(batch['unit'][-1].numpy())
-    yield batch
+# Public names of the modules this one was split into.
+WorkUnit = inputs.WorkUnit
+count_records = inputs.count_records
+work_units = inputs.work_units
+job_dataset = inputs.job_dataset
+unit_dataset = inputs.unit_dataset
+InferenceStages = inference.InferenceStages
+make_infer_fn = inference.make_infer_fn
 
 
 def has_ground_truth(path: str, task: str) -> bool:
@@ -230,6 +66,23 @@ def has_ground_truth(path: str, task: str) -> bool:
     key = schema.BOX_YMIN if task == 'detection' else schema.SEGMENTATION_MASK
     return key in f
   return False
+
+
+class _Result:
+  """One batch's network outputs, then (after `compute`) numpy outputs."""
+
+  def __init__(self, network_outputs: Any):
+    self.network_outputs = network_outputs
+    self.outputs: Optional[Dict[str, np.ndarray]] = None
+
+  def compute(self, post: Callable[[Any], Dict[str, np.ndarray]]) -> None:
+    self.outputs, self.network_outputs = post(self.network_outputs), None
+
+  def label(self, labeler, shard, rows: slice, image_info: np.ndarray,
+            records: np.ndarray, source_ids: np.ndarray) -> None:
+    labeler.label_batch(shard, labeler_lib.Batch(
+        {k: v[rows] for k, v in self.outputs.items()}, image_info, records,
+        source_ids))
 
 
 class _ShardSequence:
@@ -320,6 +173,7 @@ def pseudo_label(
                     tf.distribute.Strategy] = strategy_lib.get_strategy,
     model_dir: Optional[str] = None,
     max_pending_batches: int = 4,
+    overlap_post: bool = False,
     on_event: Optional[Callable[[str, str], None]] = None,
 ) -> Dict[str, Any]:
   """Pseudo-labels this job's part of `input_pattern` into `output_dir`.
@@ -350,7 +204,12 @@ def pseudo_label(
     gallery_size: images drawn into `gallery-<job>.png` (0: none).
     strategy: strategy or factory (`get_strategy`).
     model_dir: alias of `output_dir` (set by `--model_dir`).
-    max_pending_batches: inferred batches queued for the background writer.
+    max_pending_batches: batches inferred ahead of the background writer
+      (bounds memory).
+    overlap_post: run NMS + box selection on the writer thread, overlapping
+      the next batch's network, instead of on the main thread right after
+      it. Off by default: on a 2-core CPU the two threads contend for the
+      same intra-op thread pool (~15% more CPU per image, measured).
     on_event: test hook `fn(kind, shard)`, kind in {'batch', 'shard'}.
 
   Returns:
@@ -399,10 +258,10 @@ def pseudo_label(
       lowest, max_num_detections=max_boxes,
       nms_iou_threshold=nms_iou_threshold, pre_nms_top_k=pre_nms_top_k,
       nms_version=nms_version)
-  infer = make_infer_fn(teacher, strategy, batch_size, generator, flip_tta,
-                        nms_iou_threshold, max_boxes, num_classes,
-                        selection=selection,
-                        quality_threshold=quality_threshold)
+  infer = InferenceStages(teacher, strategy, batch_size, generator, flip_tta,
+                          nms_iou_threshold, max_boxes, num_classes,
+                          selection=selection,
+                          quality_threshold=quality_threshold)
   options = dict(teacher_id=teacher.teacher_id,
                  num_classes=num_classes or teacher.num_classes,
                  with_quality=with_quality,
@@ -429,13 +288,17 @@ def pseudo_label(
   total = sum(u[3] for u in units)
   with tqdm.tqdm(total=total, unit='img',
                  desc=f'pseudo_label {shard_index}/{num_shards}') as bar, (
-                     background.BackgroundWorker(max_pending_batches)
+                     background.BackgroundWorker(2 * max_pending_batches)
                  ) as worker:
     bar.update(total - sum(u[3] for u in pending))
     shards = _ShardSequence(folder, pending, worker, labeler, on_event)
     try:
-      for batch in _batches(pending, teacher.input_size, batch_size):
-        outputs = infer(batch['image'], batch['image_info'])
+      for batch in inputs.batches(pending, teacher.input_size, batch_size):
+        result = _Result(infer.network(batch['image'], batch['image_info']))
+        if overlap_post:
+          worker.submit(result.compute, infer.post)
+        else:
+          result.compute(infer.post)
         info = batch['image_info'].numpy()
         records = batch['record'].numpy()
         source_ids = batch['source_id'].numpy()
@@ -443,10 +306,8 @@ def pseudo_label(
         for index in np.unique(unit_ids):  # Rows of a unit are contiguous.
           rows = np.flatnonzero(unit_ids == index)
           rows = slice(rows[0], rows[-1] + 1)
-          worker.submit(labeler.label_batch, shards.advance_to(index),
-                        labeler_lib.Batch(
-                            {k: v[rows] for k, v in outputs.items()},
-                            info[rows], records[rows], source_ids[rows]))
+          worker.submit(result.label, labeler, shards.advance_to(index), rows,
+                        info[rows], records[rows], source_ids[rows])
         bar.update(len(unit_ids))
         if on_event:
           on_event('batch', shards.name(int(unit_ids[-1])))

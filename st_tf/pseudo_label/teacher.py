@@ -73,6 +73,18 @@ class Teacher(abc.ABC):
   def segment(self, images: tf.Tensor, flip: bool) -> tf.Tensor:
     """uint8 [B, H, W, 3] -> [B, H, W, 2] (top probability, class id)."""
 
+  def detection_stages(self, generator: Any
+                       ) -> Tuple[Callable[[tf.Tensor], Any],
+                                  Callable[[Any], detection.Detections]]:
+    """`(network, post)` with `post(network(images)) == detections(...)`.
+
+    Pseudo-labeling runs `post` (decoding + NMS) of a batch on another
+    thread while `network` runs on the next batch. Default: everything in
+    `network`.
+    """
+    return (lambda images: self.detections(images, generator)), (
+        lambda outputs: outputs)
+
   def check_num_classes(self, num_classes: Optional[int]) -> None:
     """ValueError if the teacher's class count differs from `num_classes`."""
     if (num_classes is not None and self.num_classes is not None and
@@ -159,6 +171,13 @@ class CheckpointTeacher(Teacher):
   def detections(self, images, generator):
     return detection.generate(generator, self.forward(images),
                               self.network.get_config(), self.input_size)
+
+  def detection_stages(self, generator):
+    if self.task != 'detection':
+      return super().detection_stages(generator)
+    config = self.network.get_config()
+    return self.forward, lambda raw: detection.generate(
+        generator, raw, config, self.input_size)
 
   def segment(self, images, flip):
     probs = segmentation.probabilities(self.forward(images)['logits'],

@@ -192,6 +192,7 @@ def self_train(model_dir: str = gin.REQUIRED,
                     if teacher.eval_dir else None)
   teacher_steps = (stages.final_step(teacher.checkpoint_dir)
                    if teacher.checkpoint_dir else None)
+  first_teacher_dir = teacher.checkpoint_dir
   rounds: List[Dict[str, Any]] = []
   for r in range(num_rounds):
     prefix = f'round_{r}'
@@ -249,7 +250,7 @@ def self_train(model_dir: str = gin.REQUIRED,
     if from_teacher:
       baseline_kwargs['init'] = functools.partial(
           init_lib.initialize_model, method='full',
-          checkpoint=os.path.join(model_dir, 'round_0', 'teacher'))
+          checkpoint=first_teacher_dir)
     _train_stage(log, 'baseline/train', baseline_model.checkpoint_dir,
                  BASELINE_SCOPE, **baseline_kwargs)
     baseline_entry = summary_lib.baseline_entry(

@@ -33,7 +33,7 @@ def test_checkpoint_teacher_id_step_and_classes(detection_teacher_dir):
 
 
 def test_checkpoint_teacher_without_checkpoint_fails(tmp_path):
-  with pytest.raises(FileNotFoundError, match='no checkpoint'):
+  with pytest.raises(FileNotFoundError, match='No checkpoint'):
     teacher_lib.checkpoint_teacher(model_dir=str(tmp_path),
                                    model=tiny.detection_model)
 

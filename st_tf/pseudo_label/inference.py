@@ -1,0 +1,112 @@
+"""Batched teacher inference for pseudo-labeling, in two overlappable stages.
+
+Stage 1 (`InferenceStages.network`) runs the teacher network; stage 2
+(`InferenceStages.post`) runs decoding + NMS (checkpoint teachers; a
+SavedModel does its own) and `detection.select_in_graph` (thresholds, sizes,
+caps, boxes mapped back to the original image) and hands numpy arrays to
+the host. Both are `tf.function`s under the distribution strategy.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, Dict, Optional
+
+import numpy as np
+import tensorflow as tf
+
+from st_tf.pseudo_label import detection
+from st_tf.pseudo_label import teacher as teacher_lib
+
+# Class-count bound for flip merging when neither teacher nor caller gives one.
+_UNKNOWN_NUM_CLASSES = 1024
+
+
+class InferenceStages:
+  """Batched inference in two `tf.function`s, so they can overlap.
+
+  `network(images, image_info)` runs the teacher network; `post(result)`
+  runs decoding + NMS + `select_in_graph` and returns numpy outputs for the
+  batch's n images (the runner may call it on another thread while the
+  network runs on the next batch). `stages(images, image_info)` does both.
+  Batches are zero-padded to `batch_size` (one trace) and split evenly over
+  the replicas.
+
+  images: uint8 [n <= batch_size, H, W, 3]; image_info: float [n, 4, 2].
+  Detection outputs: `detection.select_in_graph`'s; segmentation: 'maps'
+  [n, H, W, 2] (top probability, class id).
+  """
+
+  def __init__(self, teacher: teacher_lib.Teacher,
+               strategy: tf.distribute.Strategy, batch_size: int,
+               generator: Any, flip: bool, nms_iou_threshold: float,
+               max_num_detections: int, num_classes: Optional[int] = None,
+               selection: Optional[detection.BoxSelection] = None,
+               quality_threshold: Optional[float] = None):
+    self.replicas = strategy.num_replicas_in_sync
+    if batch_size % self.replicas:
+      raise ValueError(f'batch_size {batch_size} must be a multiple of the '
+                       f'{self.replicas} replicas')
+    self.strategy, self.batch_size = strategy, batch_size
+    selection = selection or detection.BoxSelection(
+        0.0, max_boxes=max_num_detections)
+    segmentation_task = teacher.task == 'segmentation'
+    if not segmentation_task:
+      network, post = teacher.detection_stages(generator)
+    num_classes = num_classes or teacher.num_classes or _UNKNOWN_NUM_CLASSES
+
+    def network_fn(images, image_info):
+      if segmentation_task:
+        return {'maps': teacher.segment(images, flip)}
+      out = {'raw': network(images), 'image_info': image_info}
+      if flip:
+        out['flipped'] = network(tf.image.flip_left_right(images))
+      return out
+
+    def post_fn(out):
+      if segmentation_task:
+        return out
+      dets = post(out['raw'])
+      if flip:
+        dets = detection.merge_flipped(
+            dets, post(out['flipped']), teacher.input_size[1], num_classes,
+            nms_iou_threshold, max_num_detections)
+      return detection.select_in_graph(dets, out['image_info'], selection,
+                                       quality_threshold)
+
+    self._network = tf.function(
+        lambda *args: strategy.run(network_fn, args=args))
+    self._post = tf.function(lambda out: strategy.run(post_fn, args=(out,)))
+
+  def _pad(self, t, n):
+    t = tf.convert_to_tensor(t)
+    if n == self.batch_size:
+      return t
+    return tf.concat([t, tf.repeat(t[:1], self.batch_size - n, axis=0)], 0)
+
+  def network(self, images, image_info) -> Any:
+    """Runs the network; returns on-device outputs for `post`."""
+    n = int(images.shape[0])
+    args = [self._pad(images, n), self._pad(tf.cast(image_info, tf.float32),
+                                            n)]
+    if self.replicas > 1:
+      per_replica = self.batch_size // self.replicas
+      args = [self.strategy.experimental_distribute_values_from_function(
+          lambda ctx, t=t: t[  # pylint: disable=g-long-lambda
+              ctx.replica_id_in_sync_group * per_replica:
+              (ctx.replica_id_in_sync_group + 1) * per_replica])
+              for t in args]
+    return self._network(*args), n
+
+  def post(self, outputs: Any) -> Dict[str, np.ndarray]:
+    """`network`'s result -> numpy outputs of its n images."""
+    outputs, n = outputs
+    out = self.strategy.experimental_local_results(self._post(outputs))
+    return {k: np.concatenate([np.asarray(o[k]) for o in out])[:n]
+            for k in out[0]}
+
+  def __call__(self, images, image_info) -> Dict[str, np.ndarray]:
+    return self.post(self.network(images, image_info))
+
+
+def make_infer_fn(*args, **kwargs) -> Callable[..., Dict[str, np.ndarray]]:
+  """`infer(images, image_info)` -> numpy outputs (`InferenceStages`)."""
+  return InferenceStages(*args, **kwargs)
