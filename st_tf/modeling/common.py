@@ -68,3 +68,11 @@ def check_input_size(input_size: Sequence[int], max_level: int) -> None:
     raise ValueError(
         f'input_size {tuple(input_size)} must be positive multiples of '
         f'2**max_level = {stride}')
+
+
+def check_num_classes(num_classes: int) -> None:
+  """Class counts include the background (id 0), so they are >= 2."""
+  if num_classes < 2:
+    raise ValueError(
+        f'num_classes counts the background and must be >= 2, got '
+        f'{num_classes}')

@@ -107,10 +107,7 @@ def build_retinanet(
     A built `RetinaNetModel` (see module docstring for inputs/outputs).
   """
   common.check_input_size(input_size, max_level)
-  if num_classes < 2:
-    raise ValueError(
-        f'num_classes counts the background and must be >= 2, got '
-        f'{num_classes}')
+  common.check_num_classes(num_classes)
   decoder = decoder if decoder is not None else decoders.identity_decoder()
   norm_activation = common.norm_activation_config(
       activation, use_sync_bn, norm_momentum, norm_epsilon)
