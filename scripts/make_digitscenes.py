@@ -3,7 +3,11 @@ r"""Generates the DigitScenes dataset (see st_tf/data/digitscenes.py).
   python scripts/make_digitscenes.py --output_dir=/tmp/digitscenes
 
 Writes ``{labeled,unlabeled,val}-*.tfrecord`` shards, ``<split>.json`` COCO
-annotations and the ``digitscenes.json`` metadata file.
+annotations and the ``digitscenes.json`` metadata file. With
+``--num_classification=N`` it also writes the backbone pre-training parts
+(st_tf/data/digitscenes_classification.py): ``classification-*.tfrecord``
+(N single-digit 64x64 crops), ``classification_val-*.tfrecord`` and
+``classification.json``.
 """
 import os
 import sys
@@ -15,6 +19,7 @@ from absl import app  # pylint: disable=g-import-not-at-top
 from absl import flags
 
 from st_tf.data import digitscenes
+from st_tf.data import digitscenes_classification
 
 _OUTPUT_DIR = flags.DEFINE_string(
     'output_dir', None, 'Folder to write the dataset to.', required=True)
@@ -35,6 +40,12 @@ _IMAGE_FORMAT = flags.DEFINE_enum(
     'Image encoding in the records (masks are always PNG).')
 _WRITE_IMAGES = flags.DEFINE_bool(
     'write_images', False, 'Also write PNG files under <output_dir>/images/.')
+_NUM_CLASSIFICATION = flags.DEFINE_integer(
+    'num_classification', 0,
+    'Single-digit classification crops for backbone pre-training (0 = skip).')
+_NUM_CLASSIFICATION_VAL = flags.DEFINE_integer(
+    'num_classification_val', digitscenes_classification.DEFAULT_NUM_VAL,
+    'Held-out classification crops (top-1), when --num_classification > 0.')
 
 
 def main(argv):
@@ -50,6 +61,17 @@ def main(argv):
   for split, files in paths.items():
     print(f'  {split}: {meta["splits"][split]["num_examples"]} scenes in '
           f'{len(files)} shards, COCO annotations {split}.json')
+  if _NUM_CLASSIFICATION.value > 0:
+    parts = digitscenes_classification.generate_classification(
+        _OUTPUT_DIR.value, num_train=_NUM_CLASSIFICATION.value,
+        num_val=_NUM_CLASSIFICATION_VAL.value, seed=_SEED.value,
+        num_shards=_NUM_SHARDS.value, num_workers=_NUM_WORKERS.value,
+        image_format=_IMAGE_FORMAT.value)
+    meta = digitscenes_classification.load_classification_metadata(
+        _OUTPUT_DIR.value)
+    for split, files in parts.items():
+      print(f'  {split}: {meta["splits"][split]["num_examples"]} crops in '
+            f'{len(files)} shards')
 
 
 if __name__ == '__main__':

@@ -37,6 +37,7 @@ MODES: Dict[str, str] = {
     'export': 'st_tf.export.saved_model:export',
     'pseudo_label': 'st_tf.pseudo_label.runner:pseudo_label',
     'self_train': 'st_tf.self_train.runner:self_train',
+    'pretrain': 'st_tf.pretrain.runner:pretrain',
 }
 
 _REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(st_tf.__file__)))

@@ -1,6 +1,8 @@
 """Drawing DigitScenes: handwritten digits on textured backgrounds (numpy only).
 
-The scene maker behind `st_tf.data.digitscenes` (which writes the splits).
+The scene maker behind `st_tf.data.digitscenes` (which writes the splits),
+and the single-digit crop maker behind `st_tf.data.digitscenes_classification`
+(same backgrounds, colours, scales and noise; one centred digit).
 Digits are scikit-learn's `load_digits` (1797 8x8 grey images); see
 `digitscenes` for how they are split into disjoint train and val pools.
 Images are uint8 [size, size, 3]; boxes float32 [N, 4] normalized yxyx,
@@ -17,6 +19,7 @@ from PIL import Image
 
 VAL_POOL_FRACTION = 0.25
 IMAGE_SIZE = 128
+CROP_SIZE = 64  # holds the largest rendered digit (60 x 62 px)
 _STROKE_THRESHOLD = 0.5   # upscaled intensity (in [0, 1]) above = stroke
 _MAX_IOU = 0.3
 _DIGIT_HEIGHT = (14, 48)  # nominal digit height in pixels
@@ -121,6 +124,32 @@ def _render_digit(digit: np.ndarray, height: int, width: int) -> np.ndarray:
   return np.clip(_resize(padded, out_h, out_w), 0.0, 1.0)
 
 
+def _digit_size(rng: np.random.Generator) -> Tuple[int, int]:
+  """Random nominal (height, width) of a digit in pixels (14-48 px tall)."""
+  height = int(rng.integers(_DIGIT_HEIGHT[0], _DIGIT_HEIGHT[1] + 1))
+  width = max(8, int(round(height * rng.uniform(0.7, 1.05))))
+  return height, width
+
+
+def _paint_digit(rng: np.random.Generator, image: np.ndarray,
+                 value: np.ndarray, y: int, x: int) -> None:
+  """Paints digit intensities `value` [h, w] (from `_render_digit`) with its
+  top-left corner at pixel (y, x) of `image`, in a colour contrasting with
+  the background under it; in place."""
+  ph, pw = value.shape
+  region = image[y:y + ph, x:x + pw]
+  colour = _pick_colour(rng, region).astype(np.float32)
+  alpha = np.clip((value - 0.3) / 0.4, 0, 1)[..., None]  # 0.5 at threshold
+  region += (colour - region) * alpha
+
+
+def _add_noise(rng: np.random.Generator, image: np.ndarray) -> np.ndarray:
+  """Adds uniform pixel noise (std 0-8) to a float image; returns uint8."""
+  sigma = np.float32(rng.uniform(0, 8) * np.sqrt(3))
+  image += sigma * (2 * rng.random(image.shape, np.float32) - 1)
+  return np.clip(np.rint(image), 0, 255).astype(np.uint8)
+
+
 def _overlap_ok(a: np.ndarray, b: np.ndarray) -> bool:
   """Pixel boxes [ymin, xmin, ymax, xmax] overlap little: IoU < 0.3 and
   at most half of either box lies inside the other."""
@@ -170,9 +199,7 @@ def make_scene(rng: np.random.Generator, digit_pool: DigitPool,
   boxes, classes = [], []
   for _ in range(int(rng.integers(1, 6))):
     k = int(rng.integers(len(digit_pool.labels)))
-    height = int(rng.integers(_DIGIT_HEIGHT[0], _DIGIT_HEIGHT[1] + 1))
-    width = max(8, int(round(height * rng.uniform(0.7, 1.05))))
-    value = _render_digit(digit_pool.images[k], height, width)
+    value = _render_digit(digit_pool.images[k], *_digit_size(rng))
     stroke = value > _STROKE_THRESHOLD
     rows, cols = np.flatnonzero(stroke.any(1)), np.flatnonzero(stroke.any(0))
     if rows.size == 0:
@@ -187,16 +214,51 @@ def make_scene(rng: np.random.Generator, digit_pool: DigitPool,
         break
     else:
       continue  # no room left for this digit
-    region = image[y:y + ph, x:x + pw]
-    colour = _pick_colour(rng, region).astype(np.float32)
-    alpha = np.clip((value - 0.3) / 0.4, 0, 1)[..., None]  # 0.5 at threshold
-    region += (colour - region) * alpha
+    _paint_digit(rng, image, value, y, x)
     class_id = int(digit_pool.labels[k]) + 1
     mask[y:y + ph, x:x + pw][stroke] = class_id
     boxes.append(box)
     classes.append(class_id)
-  sigma = np.float32(rng.uniform(0, 8) * np.sqrt(3))  # uniform noise, std 0-8
-  image += sigma * (2 * rng.random(image.shape, np.float32) - 1)
-  image = np.clip(np.rint(image), 0, 255).astype(np.uint8)
+  image = _add_noise(rng, image)
   boxes = np.asarray(boxes, np.float32).reshape(-1, 4) / np.float32(size)
   return image, boxes, np.asarray(classes, np.int64), mask
+
+
+def make_digit_crop(rng: np.random.Generator, digit_pool: DigitPool,
+                    size: int = CROP_SIZE, max_jitter: int = 4
+                    ) -> Tuple[np.ndarray, int, int]:
+  """Draws one digit, as `make_scene` draws each of its digits, centred.
+
+  Background, optional clutter strokes, digit scale (14-48 px tall), colour
+  and pixel noise all come from the scene helpers; the digit's rendered
+  patch is centred, shifted by up to `max_jitter` px per axis (and kept
+  inside the image).
+
+  Args:
+    rng: numpy random generator (the only source of randomness).
+    digit_pool: source digits to draw from.
+    size: image height and width in pixels (>= 64: the largest rendered
+      digit is 60 x 62 px).
+    max_jitter: maximum shift of the digit from the centre, in pixels.
+
+  Returns:
+    image: uint8 [size, size, 3] RGB.
+    label: the digit, 0..9.
+    digit_index: position of the source digit in `load_digits`.
+  """
+  if size < CROP_SIZE:
+    raise ValueError(f'digit crop size must be >= {CROP_SIZE}, got {size}')
+  if max_jitter < 0:
+    raise ValueError(f'max_jitter must be >= 0, got {max_jitter}')
+  image = _background(rng, size)
+  if rng.random() < 0.5:
+    _clutter(rng, image)
+  k = int(rng.integers(len(digit_pool.labels)))
+  value = _render_digit(digit_pool.images[k], *_digit_size(rng))
+  ph, pw = value.shape
+  dy, dx = rng.integers(-max_jitter, max_jitter + 1, 2)
+  y = int(np.clip((size - ph) // 2 + dy, 0, size - ph))
+  x = int(np.clip((size - pw) // 2 + dx, 0, size - pw))
+  _paint_digit(rng, image, value, y, x)
+  return (_add_noise(rng, image), int(digit_pool.labels[k]),
+          int(digit_pool.indices[k]))

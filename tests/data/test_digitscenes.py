@@ -11,6 +11,7 @@ from official.vision.dataloaders import segmentation_input
 from official.vision.dataloaders import tf_example_decoder
 
 from st_tf.data import digitscenes
+from st_tf.data import digitscenes_classification
 
 _REPO = os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__))))
@@ -178,7 +179,8 @@ def test_script_writes_all_splits(tmp_path):
   result = subprocess.run(
       [sys.executable, os.path.join(_REPO, 'scripts', 'make_digitscenes.py'),
        f'--output_dir={out}', '--num_labeled=3', '--num_unlabeled=2',
-       '--num_val=2', '--num_shards=1', '--write_images'],
+       '--num_val=2', '--num_shards=1', '--write_images',
+       '--num_classification=3', '--num_classification_val=2'],
       capture_output=True, text=True, timeout=300,
       env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL='2'))
   assert result.returncode == 0, result.stderr[-2000:]
@@ -187,3 +189,6 @@ def test_script_writes_all_splits(tmp_path):
                                  num_val=2)
   assert sorted(os.listdir(out / 'images' / 'val')) == ['000000.png',
                                                          '000001.png']
+  # --num_classification also writes the pre-training parts.
+  assert digitscenes_classification.is_classification_complete(
+      str(out), num_train=3, num_val=2)

@@ -1,0 +1,1 @@
+"""Backbone pre-training by image classification (the paper's "ImageNet")."""
