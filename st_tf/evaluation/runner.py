@@ -59,6 +59,7 @@ def build_from_dataset(model: tf_keras.Model, dataset: tf.data.Dataset) -> None:
 def write_metrics(model_dir: str, step: int, checkpoint: str,
                   metrics: Dict[str, float]) -> str:
   """Writes `eval_metrics.json` and TensorBoard scalars; returns JSON path."""
+  tf.io.gfile.makedirs(model_dir)  # E.g. a given teacher's new eval folder.
   path = os.path.join(model_dir, METRICS_FILE)
   record = {'step': int(step), 'checkpoint': checkpoint,
             'metrics': {k: float(v) for k, v in metrics.items()}}

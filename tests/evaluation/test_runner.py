@@ -64,3 +64,13 @@ def test_missing_or_mismatched_checkpoint(tmp_path):
   with pytest.raises(ValueError, match='ckpt-1 does not match'):
     checkpoints.restore_model(model, None, path)
   assert checkpoints.checkpoint_step(path) == 3
+
+
+def test_write_metrics_creates_a_missing_folder(tmp_path):
+  # A given teacher (self_train.teacher_model_dir) is evaluated into a new
+  # round_0/teacher folder that nothing created before.
+  folder = os.path.join(str(tmp_path), 'round_0', 'teacher')
+  path = runner.write_metrics(folder, 7, 'ckpt-7', {'AP': 0.25})
+  with open(path) as f:
+    record = json.load(f)
+  assert record['step'] == 7 and record['metrics'] == {'AP': 0.25}

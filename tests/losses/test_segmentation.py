@@ -48,3 +48,19 @@ def test_all_ignored_or_empty_part_is_zero_with_finite_gradient():
     assert np.isfinite(grad.numpy()).all()
   empty = segmentation.segmentation_loss(outputs, labels, tf.zeros([2]))
   assert empty['ignore_fraction'] == 0.0
+
+
+def test_class_weights_follow_model_garden():
+  outputs, labels = _batch()
+  weights = [1.0, 4.0, 2.0]
+  ours = segmentation.segmentation_loss(
+      outputs, labels, tf.constant([1., 0., 1.]), class_weights=weights)
+  expected = segmentation_losses.SegmentationLoss(
+      label_smoothing=0.0, class_weights=weights, ignore_label=255,
+      use_groundtruth_dimension=True)(
+          tf.gather(outputs['logits'], [0, 2]),
+          tf.gather(labels['masks'], [0, 2]))
+  np.testing.assert_allclose(ours['total'], expected, rtol=1e-5)
+  plain = segmentation.segmentation_loss(outputs, labels,
+                                         tf.constant([1., 0., 1.]))
+  assert float(ours['total']) != float(plain['total'])
