@@ -36,6 +36,7 @@ import tensorflow as tf
 import tf_keras
 
 from st_tf.training import init as init_lib
+from st_tf.training import loss_log
 from st_tf.training import optimizer as optimizer_lib
 from st_tf.training import strategy as strategy_lib
 
@@ -182,6 +183,7 @@ def train(model_dir: str = gin.REQUIRED,
           precision: Callable[[], Any] = optimizer_lib.set_mixed_precision,
           max_to_keep: int = 5,
           backup_and_restore: bool = False,
+          loss_log_every: Optional[int] = None,
           callbacks: Sequence[tf_keras.callbacks.Callback] = (),
           ) -> Dict[str, float]:
   """Trains `model` to `train_steps` steps, resuming from `model_dir`.
@@ -207,6 +209,9 @@ def train(model_dir: str = gin.REQUIRED,
     backup_and_restore: also add `tf_keras.callbacks.BackupAndRestore`
       (in `model_dir/backup`, saved each epoch). It restores the same state
       as our own resume, so the two agree; it is off by default.
+    loss_log_every: if set, append the training loss every this many steps
+      to `model_dir/train_log.csv` (`loss_log.LossLogCallback`; off by
+      default).
     callbacks: extra Keras callbacks (not gin-configurable).
 
   Returns:
@@ -264,6 +269,9 @@ def train(model_dir: str = gin.REQUIRED,
     all_callbacks += [SummaryCallback(model_dir, keras_optimizer),
                       ProgressLogger(keras_optimizer, train_steps),
                       OperativeConfigCallback(model_dir)]
+    if loss_log_every is not None:
+      all_callbacks.append(loss_log.LossLogCallback(
+          os.path.join(model_dir, loss_log.FILE_NAME), loss_log_every))
   if backup_and_restore:
     all_callbacks.append(tf_keras.callbacks.BackupAndRestore(
         os.path.join(model_dir, 'backup'), delete_checkpoint=True))

@@ -1,0 +1,1 @@
+"""The paper's pre-training vs self-training study (scripts/reproduce_paper.py)."""
