@@ -6,11 +6,19 @@ r"""Pseudo-labeling throughput and memory for the DigitScenes tiny detector.
 Prints, in one run:
 
 * pseudo-labeling images/s: decode + inference + NMS + box selection +
-  record writing (the `pseudo_label` mode, end to end);
+  record writing (the `pseudo_label` mode, end to end) with quality scoring
+  OFF (`quality=False`: the goal's definition);
+* the same with quality scoring ON, what a DigitScenes user gets by default
+  (`quality='auto'` and the unlabeled split holds ground truth: per-image
+  ground-truth parsing + quality rows), plus the seconds the job spends
+  after its last shard on the quality table (COCO AP per threshold);
 * the forward pass alone (backbone + decoder + head, no post-processing) at
   the same batch size on images already in memory: the ceiling;
-* their ratio (goal >= 0.7), for `--repeats` 4N-image jobs each followed
-  by its ceiling measurement over as many images, and the median ratio;
+* their ratios (goal >= 0.7 with quality off), for `--repeats` rounds of
+  two 4N-image jobs (quality off, then on) followed by the ceiling over as
+  many images, and the median ratios;
+* the process CPU time per image of each (ms/img; all threads): less
+  sensitive than img/s to other jobs sharing the machine;
 * peak RSS after labeling N and after the 4N jobs (goal: flat), and the RSS
   at the first and last batch of a job (flat within a job).
 
@@ -27,6 +35,7 @@ import resource
 import sys
 import tempfile
 import time
+from typing import Tuple
 
 # Runnable as `python scripts/bench_pseudo_label.py` from a source checkout.
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -102,17 +111,19 @@ def _rss_now_mb() -> float:
 
 
 def _forward_rate(forward, images: np.ndarray, batch_size: int,
-                  num_images: int) -> float:
-  """Images/s of the network alone on `num_images` in-memory images."""
+                  num_images: int) -> Tuple[float, float]:
+  """(images/s, CPU ms/image) of the network alone on in-memory images."""
   batches = [tf.constant(images[i:i + batch_size])
              for i in range(0, len(images) - batch_size + 1, batch_size)]
   tf.nest.map_structure(lambda t: t.numpy(), forward(batches[0]))  # Trace.
   steps = max(num_images // batch_size, 1)
-  start = time.perf_counter()
+  start, cpu = time.perf_counter(), time.process_time()
   for step in range(steps):
     out = forward(batches[step % len(batches)])
   tf.nest.map_structure(lambda t: t.numpy(), out)
-  return steps * batch_size / (time.perf_counter() - start)
+  count = steps * batch_size
+  return (count / (time.perf_counter() - start),
+          1e3 * (time.process_time() - cpu) / count)
 
 
 def main(argv):
@@ -139,11 +150,12 @@ def main(argv):
 
   def on_event(kind, name):
     del name
-    events.append((kind, time.perf_counter()))
+    events.append((kind, time.perf_counter(), time.process_time()))
     rss_seen.append(_rss_now_mb())
 
-  def label(count):
-    """One job over `count` images; returns (img/s, manifest, RSS)."""
+  def label(count, quality):
+    """One job over `count` images; returns (img/s, CPU ms/img, seconds
+    after the last shard (quality table, manifest), manifest, RSS)."""
     events.clear()
     rss_seen.clear()
     manifest = runner.pseudo_label(
@@ -151,23 +163,29 @@ def main(argv):
         input_pattern=data[count], teacher=loaded,
         num_classes=digitscenes.NUM_CLASSES, score_threshold=_SCORE.value,
         batch_size=batch, nms_version=_NMS.value, gallery_size=0,
-        on_event=on_event)
+        quality=quality, on_event=on_event)
+    done = time.perf_counter()
     # Steady state: from the end of the first batch (tracing done) to the
     # end of the last shard.
-    first = next(t for kind, t in events if kind == 'batch')
-    last = max(t for kind, t in events if kind == 'shard')
-    return (count - batch) / (last - first), manifest, list(rss_seen)
+    first = next(e for e in events if e[0] == 'batch')
+    last = [e for e in events if e[0] == 'shard'][-1]
+    return ((count - batch) / (last[1] - first[1]),
+            1e3 * (last[2] - first[2]) / (count - batch), done - last[1],
+            manifest, list(rss_seen))
 
-  _, _, rss_small = label(n)
+  _, _, _, _, rss_small = label(n, 'auto')
   peak_small = _peak_rss_mb()
   rows = []
-  for _ in range(_REPEATS.value):  # Job and ceiling back to back.
-    rate, manifest, rss_large = label(4 * n)
+  for _ in range(_REPEATS.value):  # Jobs and ceiling back to back.
+    off = label(4 * n, False)
+    on = label(4 * n, 'auto')
     ceiling = _forward_rate(forward, images, batch, 4 * n)
-    rows.append((rate, ceiling))
+    rows.append((off, on, ceiling))
   peak_large = _peak_rss_mb()
+  rss_large = on[4]
+  scored = 'quality' in on[3]
 
-  totals = manifest['totals']
+  totals = off[3]['totals']
   print('\n=== pseudo-label benchmark (DigitScenes tiny RetinaNet, '
         f'{size}x{size}, batch {batch}, {4 * n} images per job)')
   if _TEACHER_DIR.value:
@@ -178,15 +196,29 @@ def main(argv):
           '--teacher_model_dir for a trained one')
   print(f'score threshold {_SCORE.value}, nms_version {_NMS.value}; '
         f'{totals["labels_per_image"]:.1f} pseudo boxes / image kept')
-  for i, (rate, ceiling) in enumerate(rows):
-    print(f'[{i}] pseudo-labeling (decode+inference+NMS+write): '
-          f'{rate:7.1f} img/s | forward alone (ceiling): {ceiling:7.1f} img/s '
-          f'| ratio {rate / ceiling:.2f}')
-  ratios = sorted(r / c for r, c in rows)
-  print(f'median ratio: {ratios[len(ratios) // 2]:.2f} (goal >= 0.7)')
+  print(f'cores: {os.cpu_count()}, load average at the end: '
+        f'{", ".join(f"{x:.1f}" for x in os.getloadavg())} (other jobs on '
+        'the machine lower img/s; CPU ms/img is less sensitive)')
+  for i, (off_row, on_row, (ceil_rate, ceil_cpu)) in enumerate(rows):
+    print(f'[{i}] pseudo-labeling (decode+inference+NMS+write), quality '
+          f'scoring OFF: {off_row[0]:7.1f} img/s | forward alone (ceiling): '
+          f'{ceil_rate:7.1f} img/s | ratio {off_row[0] / ceil_rate:.2f}')
+    print(f'[{i}] pseudo-labeling with quality scoring ON (DigitScenes '
+          f'default{"" if scored else "; NO ground truth found"}): '
+          f'{on_row[0]:7.1f} img/s | ratio {on_row[0] / ceil_rate:.2f}; '
+          f'then {on_row[2]:.1f} s on the quality table after the last shard')
+    print(f'[{i}] CPU ms/img: quality off {off_row[1]:.2f}, on '
+          f'{on_row[1]:.2f}, forward alone {ceil_cpu:.2f} (CPU ratios '
+          f'{ceil_cpu / off_row[1]:.2f} / {ceil_cpu / on_row[1]:.2f})')
+  median = lambda values: sorted(values)[len(values) // 2]
+  print('median ratio, quality scoring OFF (decode+inference+NMS+write): '
+        f'{median([r[0][0] / r[2][0] for r in rows]):.2f} (goal >= 0.7)')
+  print('median ratio, quality scoring ON (DigitScenes default): '
+        f'{median([r[1][0] / r[2][0] for r in rows]):.2f}')
   print(f'peak RSS after {n:5d} images: {peak_small:8.1f} MB')
-  print(f'peak RSS after {_REPEATS.value} x {4 * n} images: {peak_large:8.1f} '
-        f'MB (+{peak_large - peak_small:.1f} MB; goal: flat)')
+  print(f'peak RSS after {_REPEATS.value} x 2 x {4 * n} images: '
+        f'{peak_large:8.1f} MB (+{peak_large - peak_small:.1f} MB; goal: '
+        'flat)')
   print(f'RSS while labeling {n} images: {rss_small[0]:.1f} -> '
         f'{rss_small[-1]:.1f} MB; {4 * n} images (last job): '
         f'{rss_large[0]:.1f} -> {rss_large[-1]:.1f} MB (first -> last batch)')

@@ -4,7 +4,9 @@ Stage 1 (`InferenceStages.network`) runs the teacher network; stage 2
 (`InferenceStages.post`) runs decoding + NMS (checkpoint teachers; a
 SavedModel does its own) and `detection.select_in_graph` (thresholds, sizes,
 caps, boxes mapped back to the original image) and hands numpy arrays to
-the host. Both are `tf.function`s under the distribution strategy.
+the host. Both are `tf.function`s under the distribution strategy. Calling
+the `InferenceStages` runs both stages in ONE `tf.function` (one dispatch,
+no on-device intermediate handed back to Python): the runner's default.
 """
 from __future__ import annotations
 
@@ -26,7 +28,8 @@ class InferenceStages:
   `network(images, image_info)` runs the teacher network; `post(result)`
   runs decoding + NMS + `select_in_graph` and returns numpy outputs for the
   batch's n images (the runner may call it on another thread while the
-  network runs on the next batch). `stages(images, image_info)` does both.
+  network runs on the next batch). `stages(images, image_info)` does both
+  in one fused `tf.function` (same ops, same outputs).
   Batches are zero-padded to `batch_size` (one trace) and split evenly over
   the replicas.
 
@@ -72,9 +75,13 @@ class InferenceStages:
       return detection.select_in_graph(dets, out['image_info'], selection,
                                        quality_threshold)
 
+    def fused_fn(images, image_info):
+      return post_fn(network_fn(images, image_info))
+
     self._network = tf.function(
         lambda *args: strategy.run(network_fn, args=args))
     self._post = tf.function(lambda out: strategy.run(post_fn, args=(out,)))
+    self._fused = tf.function(lambda *args: strategy.run(fused_fn, args=args))
 
   def _pad(self, t, n):
     t = tf.convert_to_tensor(t)
@@ -82,8 +89,8 @@ class InferenceStages:
       return t
     return tf.concat([t, tf.repeat(t[:1], self.batch_size - n, axis=0)], 0)
 
-  def network(self, images, image_info) -> Any:
-    """Runs the network; returns on-device outputs for `post`."""
+  def _inputs(self, images, image_info):
+    """Padded (and, with several replicas, split) inputs; n real images."""
     n = int(images.shape[0])
     args = [self._pad(images, n), self._pad(tf.cast(image_info, tf.float32),
                                             n)]
@@ -94,17 +101,30 @@ class InferenceStages:
               ctx.replica_id_in_sync_group * per_replica:
               (ctx.replica_id_in_sync_group + 1) * per_replica])
               for t in args]
+    return args, n
+
+  def _to_numpy(self, outputs: Any, n: int) -> Dict[str, np.ndarray]:
+    """Per-replica outputs -> numpy arrays of the n real images."""
+    out = self.strategy.experimental_local_results(outputs)
+    if len(out) == 1:
+      return {k: v.numpy()[:n] for k, v in out[0].items()}
+    return {k: np.concatenate([np.asarray(o[k]) for o in out])[:n]
+            for k in out[0]}
+
+  def network(self, images, image_info) -> Any:
+    """Runs the network; returns on-device outputs for `post`."""
+    args, n = self._inputs(images, image_info)
     return self._network(*args), n
 
   def post(self, outputs: Any) -> Dict[str, np.ndarray]:
     """`network`'s result -> numpy outputs of its n images."""
     outputs, n = outputs
-    out = self.strategy.experimental_local_results(self._post(outputs))
-    return {k: np.concatenate([np.asarray(o[k]) for o in out])[:n]
-            for k in out[0]}
+    return self._to_numpy(self._post(outputs), n)
 
   def __call__(self, images, image_info) -> Dict[str, np.ndarray]:
-    return self.post(self.network(images, image_info))
+    """Both stages in one `tf.function` -> numpy outputs of the n images."""
+    args, n = self._inputs(images, image_info)
+    return self._to_numpy(self._fused(*args), n)
 
 
 def make_infer_fn(*args, **kwargs) -> Callable[..., Dict[str, np.ndarray]]:

@@ -101,6 +101,10 @@ def coco_ap(images: Sequence[Mapping[str, Sequence]],
     ground_truth.createIndex()
     evaluator = cocoeval.COCOeval(ground_truth, ground_truth.loadRes(dets),
                                   'bbox')
+    # AP and AP50 are over all areas: skip the small / medium / large
+    # matching (3 of COCOeval's 4 passes; same AP, ~3x faster).
+    evaluator.params.areaRng = evaluator.params.areaRng[:1]
+    evaluator.params.areaRngLbl = evaluator.params.areaRngLbl[:1]
     evaluator.evaluate()
     evaluator.accumulate()
     evaluator.summarize()

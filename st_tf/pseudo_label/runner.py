@@ -19,15 +19,24 @@ each file's records. Each (input file, part) becomes one output shard
 manifest; a rerun skips finished shards.
 
 Throughput: one tf.data pipeline over all the job's unfinished units
-(`inputs.job_dataset`) feeds the teacher network (`inference`) on the main
-thread, followed by NMS + box selection (`detection.select_in_graph`, in
-TensorFlow; padded tensors + counts; `overlap_post` moves this stage to the
-writer thread). A `BackgroundWorker` thread does the host work (records
-built from the input record, `records.py`; writing; quality rows; gallery)
-while the next batch is inferred.
+(`inputs.job_dataset`) feeds the teacher network and NMS + box selection
+(`detection.select_in_graph`, in TensorFlow; padded tensors + counts), run
+as ONE `tf.function` per batch on the main thread (`inference`;
+`overlap_post` instead runs NMS + selection on the writer thread). A
+`BackgroundWorker` thread does the host work (records built from the input
+record, `records.py`; writing; quality rows; gallery) while the next batch
+is inferred.
+
+Quality scoring (`quality`): with ground truth in the input records (e.g.
+DigitScenes' unlabeled split) the job also scores its pseudo labels against
+it (per-image rows, then precision / recall / COCO AP per threshold in the
+manifest). 'auto' (default) does so whenever the first input record holds
+ground truth; `quality=False` skips it (faster: no ground-truth parsing, no
+quality rows, no COCO evaluation at the end).
 """
 from __future__ import annotations
 
+import os
 from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Union
 
 from absl import logging
@@ -44,7 +53,7 @@ from st_tf.pseudo_label import gallery
 from st_tf.pseudo_label import inference
 from st_tf.pseudo_label import inputs
 from st_tf.pseudo_label import labeler as labeler_lib
-from st_tf.pseudo_label import quality
+from st_tf.pseudo_label import quality as quality_lib
 from st_tf.pseudo_label import teacher as teacher_lib
 from st_tf.pseudo_label import writer as writer_lib
 from st_tf.training import strategy as strategy_lib
@@ -68,12 +77,36 @@ def has_ground_truth(path: str, task: str) -> bool:
   return False
 
 
-class _Result:
-  """One batch's network outputs, then (after `compute`) numpy outputs."""
+QUALITY_MODES = ('auto', True, False)
 
-  def __init__(self, network_outputs: Any):
+
+def resolve_quality(quality: Union[str, bool], path: str, task: str) -> bool:
+  """Whether to score quality: `quality` in `QUALITY_MODES` (see module).
+
+  ValueError for another value, or for `quality=True` when the first input
+  file `path` holds no ground truth for `task`.
+  """
+  if not any(quality is m or (isinstance(m, str) and quality == m)
+             for m in QUALITY_MODES):
+    raise ValueError(f"quality must be 'auto', True or False, got {quality!r}")
+  if quality is False:
+    return False
+  found = has_ground_truth(path, task)
+  if quality is True and not found:
+    raise ValueError(f'quality=True needs {task} ground truth in the input '
+                     f'records, but {path} holds none: use quality=False or '
+                     "'auto'")
+  return found
+
+
+class _Result:
+  """One batch's outputs: numpy `outputs`, or the on-device network outputs
+  until `compute` (run on the writer thread with `overlap_post`)."""
+
+  def __init__(self, network_outputs: Any = None,
+               outputs: Optional[Dict[str, np.ndarray]] = None):
     self.network_outputs = network_outputs
-    self.outputs: Optional[Dict[str, np.ndarray]] = None
+    self.outputs = outputs
 
   def compute(self, post: Callable[[Any], Dict[str, np.ndarray]]) -> None:
     self.outputs, self.network_outputs = post(self.network_outputs), None
@@ -119,7 +152,7 @@ class _ShardSequence:
     counts = getattr(self.labeler, 'counts', None)
     if counts:
       self.shard.extra['quality'] = counts
-      self.seg_counts = quality.add_counts(self.seg_counts, counts)
+      self.seg_counts = quality_lib.add_counts(self.seg_counts, counts)
       self.labeler.counts = {}
     context, self.context = self.context, None
     context.__exit__(None, None, None)
@@ -163,7 +196,7 @@ def pseudo_label(
     batch_size: int = 16,
     shard_index: int = 0,
     num_shards: int = 1,
-    quality_thresholds: Sequence[float] = quality.DEFAULT_THRESHOLDS,
+    quality_thresholds: Sequence[float] = quality_lib.DEFAULT_THRESHOLDS,
     nms_iou_threshold: float = 0.5,
     pre_nms_top_k: int = 200,
     nms_version: str = 'batched',
@@ -174,6 +207,7 @@ def pseudo_label(
     model_dir: Optional[str] = None,
     max_pending_batches: int = 4,
     overlap_post: bool = False,
+    quality: Union[str, bool] = 'auto',
     on_event: Optional[Callable[[str, str], None]] = None,
 ) -> Dict[str, Any]:
   """Pseudo-labels this job's part of `input_pattern` into `output_dir`.
@@ -196,7 +230,7 @@ def pseudo_label(
     shard_index: this job's index in a job array.
     num_shards: number of jobs.
     quality_thresholds: thresholds at which quality vs ground truth is
-      reported (when the records hold ground truth).
+      reported (when quality is scored, see `quality`).
     nms_iou_threshold: NMS IoU (checkpoint teachers and flip merging).
     pre_nms_top_k: candidates per class before NMS ('v1'/'v2' only).
     nms_version: Model Garden NMS version of the pseudo-label generator.
@@ -210,6 +244,9 @@ def pseudo_label(
       the next batch's network, instead of on the main thread right after
       it. Off by default: on a 2-core CPU the two threads contend for the
       same intra-op thread pool (~15% more CPU per image, measured).
+    quality: score the pseudo labels against the input records' ground
+      truth: 'auto' (when the first input record holds ground truth), True
+      (required: ValueError without ground truth) or False (skip; faster).
     on_event: test hook `fn(kind, shard)`, kind in {'batch', 'shard'}.
 
   Returns:
@@ -240,7 +277,7 @@ def pseudo_label(
   if flip_tta and teacher.task == 'segmentation' and (
       not teacher.supports_segmentation_flip):
     raise ValueError('flip_tta for segmentation needs a checkpoint teacher')
-  with_quality = has_ground_truth(paths[0], teacher.task)
+  with_quality = resolve_quality(quality, paths[0], teacher.task)
   settings = {
       'selection': selection.as_dict(), 'pixel_threshold': pixel_threshold,
       'flip_tta': flip_tta, 'input_size': list(teacher.input_size),
@@ -275,16 +312,25 @@ def pseudo_label(
         quality_thresholds=quality_thresholds, **options)
   seg_counts: Dict[str, list] = {}
 
-  pending = []
+  pending, unscored = [], []
   for unit in units:
     name = writer_lib.shard_name(unit[0], unit[1], unit[2])
     if folder.is_done(name):
       logging.info('Skipping finished shard %s', name)
-      if with_quality and teacher.task == 'segmentation':
-        seg_counts = quality.add_counts(
-            seg_counts, folder.manifest['shards'][name]['quality'])
+      if with_quality:
+        entry = folder.manifest['shards'][name]
+        if teacher.task == 'segmentation' and 'quality' in entry:
+          seg_counts = quality_lib.add_counts(seg_counts, entry['quality'])
+        elif entry['images_in'] and (
+            teacher.task == 'segmentation' or not tf.io.gfile.exists(
+                os.path.join(output_dir, name + writer_lib.QUALITY_SUFFIX))):
+          unscored.append(name)  # Finished by a run with quality=False.
     else:
       pending.append(unit)
+  if unscored:
+    logging.warning('Quality is computed without the %d finished shards that '
+                    'were labeled with quality scoring off: %s',
+                    len(unscored), unscored)
   total = sum(u[3] for u in units)
   with tqdm.tqdm(total=total, unit='img',
                  desc=f'pseudo_label {shard_index}/{num_shards}') as bar, (
@@ -294,11 +340,11 @@ def pseudo_label(
     shards = _ShardSequence(folder, pending, worker, labeler, on_event)
     try:
       for batch in inputs.batches(pending, teacher.input_size, batch_size):
-        result = _Result(infer.network(batch['image'], batch['image_info']))
         if overlap_post:
+          result = _Result(infer.network(batch['image'], batch['image_info']))
           worker.submit(result.compute, infer.post)
-        else:
-          result.compute(infer.post)
+        else:  # Network + NMS + selection in one tf.function.
+          result = _Result(outputs=infer(batch['image'], batch['image_info']))
         info = batch['image_info'].numpy()
         records = batch['record'].numpy()
         source_ids = batch['source_id'].numpy()
@@ -315,14 +361,15 @@ def pseudo_label(
     except BaseException as e:
       shards.abort(e)
       raise
-  seg_counts = quality.add_counts(seg_counts, shards.seg_counts)
+  seg_counts = quality_lib.add_counts(seg_counts, shards.seg_counts)
 
   result = None
-  if with_quality:
-    result = (quality.detection_quality(folder.quality_images(),
-                                        quality_thresholds)
-              if teacher.task == 'detection' else
-              quality.segmentation_quality(seg_counts))
+  if with_quality and teacher.task == 'detection':
+    scored = folder.quality_images()
+    if scored:  # None when every shard was labeled with quality off.
+      result = quality_lib.detection_quality(scored, quality_thresholds)
+  elif with_quality and seg_counts:
+    result = quality_lib.segmentation_quality(seg_counts)
   manifest = folder.finish(result)
   if labeler.tiles:
     path = gallery.save_gallery(

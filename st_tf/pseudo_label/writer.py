@@ -47,9 +47,13 @@ def manifest_path(output_dir: str, shard_index: int, num_shards: int) -> str:
                       f'manifest-{shard_index:05d}-of-{num_shards:05d}.json')
 
 
-def write_json(path: str, data: Any) -> None:
-  """Writes JSON atomically (tmp + rename)."""
-  text = json.dumps(data, indent=1, sort_keys=True)  # One write call.
+def write_json(path: str, data: Any, indent: Optional[int] = 1) -> None:
+  """Writes JSON atomically (tmp + rename).
+
+  `indent=None` writes one line through json's C encoder (several times
+  faster than an indented dump, which is pure Python): per-image data.
+  """
+  text = json.dumps(data, indent=indent, sort_keys=True)  # One write call.
   with tf.io.gfile.GFile(path + '.tmp', 'w') as f:
     f.write(text)
   tf.io.gfile.rename(path + '.tmp', path, overwrite=True)
@@ -137,7 +141,7 @@ class OutputFolder:
         tf.io.gfile.remove(tmp)
       raise
     if shard.quality_images is not None:
-      write_json(path + QUALITY_SUFFIX, shard.quality_images)
+      write_json(path + QUALITY_SUFFIX, shard.quality_images, indent=None)
     tf.io.gfile.rename(tmp, path, overwrite=True)
     self.manifest['shards'][name] = dict(info, **shard.summary())
     self._update_totals()

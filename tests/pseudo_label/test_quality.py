@@ -74,3 +74,52 @@ def test_failed_shard_leaves_nothing(tmp_path):
       raise RuntimeError('crash')
   assert not list(tmp_path.iterdir())
   assert not folder.is_done('pseudo-x.tfrecord')
+
+
+def _full_coco_ap(images, threshold):
+  """AP / AP50 from COCOeval with its default parameters (all 4 areas)."""
+  import contextlib  # pylint: disable=g-import-not-at-top
+  import io  # pylint: disable=g-import-not-at-top
+  from pycocotools import coco  # pylint: disable=g-import-not-at-top
+  from pycocotools import cocoeval  # pylint: disable=g-import-not-at-top
+  gt = {'images': [{'id': i} for i in range(1, len(images) + 1)],
+        'annotations': [], 'categories': [{'id': c} for c in range(1, 4)]}
+  dets = []
+  xywh = lambda b: [b[1], b[0], b[3] - b[1], b[2] - b[0]]
+  for i, image in enumerate(images, start=1):
+    for box, cls in zip(image['gt_boxes'], image['gt_classes']):
+      gt['annotations'].append({
+          'id': len(gt['annotations']) + 1, 'image_id': i, 'iscrowd': 0,
+          'category_id': cls, 'bbox': xywh(box),
+          'area': (box[2] - box[0]) * (box[3] - box[1])})
+    dets += [{'image_id': i, 'category_id': c, 'bbox': xywh(b), 'score': s}
+             for b, s, c in zip(image['boxes'], image['scores'],
+                                image['classes']) if s >= threshold]
+  with contextlib.redirect_stdout(io.StringIO()):
+    ground_truth = coco.COCO()
+    ground_truth.dataset = gt
+    ground_truth.createIndex()
+    evaluator = cocoeval.COCOeval(ground_truth, ground_truth.loadRes(dets),
+                                  'bbox')
+    evaluator.evaluate()
+    evaluator.accumulate()
+    evaluator.summarize()
+  return {'ap': evaluator.stats[0], 'ap50': evaluator.stats[1]}
+
+
+def test_coco_ap_equals_cocoeval_with_every_area_range():
+  rng = np.random.default_rng(0)
+  images = []
+  for _ in range(12):  # Small (< 32^2 px), medium and large boxes.
+    gt = [[y, x, y + h, x + w] for y, x, h, w in
+          rng.uniform([0, 0, 4, 4], [100, 100, 120, 120], [3, 4]).tolist()]
+    noisy = (np.array(gt) + rng.normal(0, 4, [3, 4])).tolist()
+    images.append({'gt_boxes': gt, 'gt_classes': [1, 2, 3],
+                   'boxes': noisy + [[0, 0, 30, 30]],
+                   'scores': rng.uniform(0.2, 1, 4).tolist(),
+                   'classes': [1, 2, int(rng.integers(1, 4)), 1]})
+  for threshold in (0.3, 0.6):
+    want = _full_coco_ap(images, threshold)
+    got = quality.coco_ap(images, threshold)
+    assert 0 < got['ap'] < 1
+    assert got == pytest.approx(want, abs=0, rel=0)
