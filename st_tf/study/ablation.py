@@ -150,7 +150,18 @@ def reuse_teacher_outputs(settings: commands.Settings,
 
 
 def ablation_record(record: Dict[str, Any], model_dir: str) -> Dict[str, Any]:
-  """A run record + the stability of its student's training loss."""
+  """A run record + the stability of its student's training loss.
+
+  `stability` judges the total loss, `stability_human` the human loss L_h
+  (comparable across combiners); `final_pseudo_weight` is the effective
+  weight of L_p in the loss at the last logged step (a for `weighted`,
+  a / (1 + a) * m_h / m_p for `normalized`).
+  """
   path = os.path.join(model_dir, TRAIN_LOG)
+  rows = loss_log.read_log(path)
+  weights = [r['pseudo_weight'] for r in sorted(rows, key=lambda r: r['step'])
+             if 'pseudo_weight' in r]
   return dict(record, train_log=path,
-              stability=stability.analyze(loss_log.read_log(path)))
+              stability=stability.analyze(rows),
+              stability_human=stability.analyze(rows, column='human_loss'),
+              final_pseudo_weight=weights[-1] if weights else None)

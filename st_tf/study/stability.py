@@ -30,12 +30,17 @@ SPIKED_DEFINITION = (f'spiked: a logged training loss exceeds '
                      f'{MIN_WINDOW_ROWS} rows), or turns non-finite')
 
 
-def analyze(rows: Sequence[Dict[str, float]]) -> Dict[str, Any]:
+def analyze(rows: Sequence[Dict[str, float]], column: str = 'loss'
+            ) -> Dict[str, Any]:
   """Divergence and spikes of a loss log.
 
   Args:
-    rows: `loss_log.read_log` rows (dicts with 'step' and 'loss'), any
+    rows: `loss_log.read_log` rows (dicts with 'step' and `column`), any
       order.
+    column: the logged quantity to judge: 'loss' (the total loss that was
+      minimised) or 'human_loss' (L_h, which means the same thing under
+      every combiner: the `normalized` total is rescaled by m_h / m_p as
+      training goes, so its level is not comparable across runs).
 
   Returns:
     {'num_rows', 'first_loss', 'final_loss', 'non_finite' (bool),
@@ -43,12 +48,12 @@ def analyze(rows: Sequence[Dict[str, float]]) -> Dict[str, Any]:
      'max_spike_ratio' (largest loss / preceding-window median, None when no
      window qualified), 'spike_steps' (steps flagged, first 20)}.
   """
-  rows = sorted((r for r in rows if 'loss' in r), key=lambda r: r['step'])
+  rows = sorted((r for r in rows if column in r), key=lambda r: r['step'])
   if not rows:
     return {'num_rows': 0, 'first_loss': None, 'final_loss': None,
             'non_finite': False, 'diverged': None, 'spiked': None,
             'max_spike_ratio': None, 'spike_steps': []}
-  losses = [float(r['loss']) for r in rows]
+  losses = [float(r[column]) for r in rows]
   steps = [int(r['step']) for r in rows]
   non_finite = not all(math.isfinite(v) for v in losses)
   first, final = losses[0], losses[-1]

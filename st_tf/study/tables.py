@@ -144,6 +144,7 @@ def ablation_rows(ablation: Sequence[Dict[str, Any]]) -> Dict[str, Any]:
   rows = []
   for r in ablation:
     stab = r.get('stability') or {}
+    human = r.get('stability_human') or {}
     rows.append({
         'name': r['name'], 'combiner': r['combiner'],
         'pseudo_weight': r['pseudo_weight'], 'status': r.get('status'),
@@ -155,12 +156,22 @@ def ablation_rows(ablation: Sequence[Dict[str, Any]]) -> Dict[str, Any]:
         'final_loss': stab.get('final_loss'),
         'max_spike_ratio': stab.get('max_spike_ratio'),
         'diverged': stab.get('diverged'), 'spiked': stab.get('spiked'),
-        'spike_steps': stab.get('spike_steps', [])})
+        'spike_steps': stab.get('spike_steps', []),
+        'human_first_loss': human.get('first_loss'),
+        'human_final_loss': human.get('final_loss'),
+        'human_diverged': human.get('diverged'),
+        'human_spiked': human.get('spiked'),
+        'final_pseudo_weight': r.get('final_pseudo_weight')})
   return {'title': 'Ablation: self-training loss on the S4 student '
                    '(100% labels, rand init, seed 0, shared teacher)',
           'caption': (f'{stability.DIVERGED_DEFINITION}; '
                       f'{stability.SPIKED_DEFINITION}. Logged loss = total '
-                      'training loss averaged over each logging interval.'),
+                      'training loss averaged over each logging interval; '
+                      'the L_h columns apply the same definitions to the '
+                      'human loss alone, which is comparable across losses '
+                      '(the normalized total is rescaled by m_h / m_p as '
+                      'training goes). Final L_p weight = effective weight '
+                      'of the pseudo loss at the last logged step.'),
           'rows': rows}
 
 
@@ -209,8 +220,10 @@ def _flag(value: Optional[bool]) -> str:
 def _ablation_markdown(abl: Dict[str, Any]) -> List[str]:
   lines = [f'### {abl["title"]}', '', f'_{abl["caption"]}_', '',
            '| loss | a | student AP | teacher AP | first loss | final loss | '
-           'max loss / window median | diverged | spiked | status |',
-           '|---|---|---|---|---|---|---|---|---|---|']
+           'max loss / window median | diverged | spiked | first L_h | '
+           'final L_h | L_h diverged | L_h spiked | final L_p weight | '
+           'status |',
+           '|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|']
   for r in abl['rows']:
     lines.append(
         f'| {r["combiner"]} | {r["pseudo_weight"]:g} | '
@@ -218,9 +231,14 @@ def _ablation_markdown(abl: Dict[str, Any]) -> List[str]:
         f'{_num(r["first_loss"], digits=3)} | '
         f'{_num(r["final_loss"], digits=3)} | '
         f'{_num(r["max_spike_ratio"], digits=2)} | {_flag(r["diverged"])} | '
-        f'{_flag(r["spiked"])} | {r["status"]} |')
+        f'{_flag(r["spiked"])} | '
+        f'{_num(r.get("human_first_loss"), digits=3)} | '
+        f'{_num(r.get("human_final_loss"), digits=3)} | '
+        f'{_flag(r.get("human_diverged"))} | '
+        f'{_flag(r.get("human_spiked"))} | '
+        f'{_num(r.get("final_pseudo_weight"), digits=2)} | {r["status"]} |')
   if not abl['rows']:
-    lines.append('| (not run) | | | | | | | | | |')
+    lines.append('| (not run) |' + ' |' * 14)
   return lines + ['']
 
 

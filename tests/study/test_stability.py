@@ -57,3 +57,12 @@ def test_definitions_name_the_thresholds():
   assert '3x' in stability.SPIKED_DEFINITION
   assert '100 steps' in stability.SPIKED_DEFINITION
   assert 'non-finite' in stability.DIVERGED_DEFINITION
+
+
+def test_another_column_is_judged_on_its_own():
+  rows = [{'step': 10 * i, 'loss': 1.0 + 0.1 * i, 'human_loss': 2.0 - 0.1 * i}
+          for i in range(8)]
+  assert stability.analyze(rows)['diverged'] is True
+  human = stability.analyze(rows, column='human_loss')
+  assert human['diverged'] is False
+  assert human['first_loss'] == 2.0

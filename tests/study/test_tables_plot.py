@@ -90,14 +90,17 @@ def test_markdown_and_json(tmp_path):
           'supervised_ap': 0.4,
           'stability': {'first_loss': 2.0, 'final_loss': 3.0,
                         'max_spike_ratio': 5.0, 'diverged': True,
-                        'spiked': True, 'spike_steps': [300]}}]
+                        'spiked': True, 'spike_steps': [300]},
+          'stability_human': {'first_loss': 1.5, 'final_loss': 1.25,
+                              'diverged': False, 'spiked': False},
+          'final_pseudo_weight': 4.0}]
   t = tables.build(results, abl)
   md = tables.to_markdown(t, results)
   for title in ('Table 2', 'Table 3', 'Table 4', 'Table 5', 'Ablation'):
     assert title in md
   assert '| Rand Init | 30.0 n=1 | - | - | 41.0 ± 1.4 n=2 |' in md
-  assert '| weighted | 4 | 10.0 | 40.0 | 2.000 | 3.000 | 5.00 | yes | yes |' \
-      in md
+  assert ('| weighted | 4 | 10.0 | 40.0 | 2.000 | 3.000 | 5.00 | yes | yes | '
+          '1.500 | 1.250 | no | no | 4.00 | complete |') in md
   assert 'sample standard deviation' in md and '3x the median' in md
   json.loads(json.dumps(t))  # JSON-able as is
 
