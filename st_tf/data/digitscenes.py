@@ -50,6 +50,7 @@ import numpy as np
 from PIL import Image
 import tensorflow as tf
 
+from st_tf import atomic_io
 from st_tf.data import schema
 from st_tf.data.digitscene_render import (  # re-exported  # noqa: F401
     IMAGE_SIZE, VAL_POOL_FRACTION, DigitPool, digit_pools, make_scene)
@@ -159,13 +160,6 @@ def _coco_from_records(paths: List[str], split: str) -> dict:
           'categories': categories}
 
 
-def _write_json(path: str, data: dict) -> None:
-  """Writes JSON atomically (tmp file + rename)."""
-  with tf.io.gfile.GFile(path + '.tmp', 'w') as f:
-    json.dump(data, f)
-  tf.io.gfile.rename(path + '.tmp', path, overwrite=True)
-
-
 def generate(output_dir: str,
              num_labeled: int = DEFAULT_NUM_LABELED,
              num_unlabeled: int = DEFAULT_NUM_UNLABELED,
@@ -230,7 +224,7 @@ def generate(output_dir: str,
                      sizes[split] >= _MIN_SCENES_PER_WORKER else 1),
         desc=f'digitscenes/{split}')
     paths[split] = result.paths
-    _write_json(os.path.join(output_dir, f'{split}.json'),
+    atomic_io.write_json(os.path.join(output_dir, f'{split}.json'),
                 _coco_from_records(result.paths, split))
     splits_meta[split] = {
         'num_examples': result.num_written,
@@ -240,7 +234,7 @@ def generate(output_dir: str,
         'digit_pool': 'val' if split == 'val' else 'train',
     }
   pools = digit_pools()
-  _write_json(os.path.join(output_dir, METADATA_FILE), {
+  atomic_io.write_json(os.path.join(output_dir, METADATA_FILE), {
       'name': 'digitscenes', 'version': 1, 'seed': seed,
       'image_size': image_size, 'image_format': image_format,
       'num_classes': NUM_CLASSES,

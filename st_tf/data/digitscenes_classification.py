@@ -50,6 +50,7 @@ import tensorflow as tf
 from official.vision.data import tf_example_builder
 from official.vision.data import tf_example_feature_key as mg_keys
 
+from st_tf import atomic_io
 from st_tf.data import sharded_writer
 from st_tf.data.digitscene_render import CROP_SIZE, digit_pools, make_digit_crop
 
@@ -135,13 +136,6 @@ def file_pattern(output_dir: str, split: str = 'classification') -> str:
   return os.path.join(output_dir, f'{split}-*.tfrecord')
 
 
-def _write_json(path: str, data: dict) -> None:
-  """Writes JSON atomically (tmp file + rename)."""
-  with tf.io.gfile.GFile(path + '.tmp', 'w') as f:
-    json.dump(data, f)
-  tf.io.gfile.rename(path + '.tmp', path, overwrite=True)
-
-
 def generate_classification(output_dir: str,
                             num_train: int = DEFAULT_NUM_TRAIN,
                             num_val: int = DEFAULT_NUM_VAL,
@@ -209,7 +203,7 @@ def generate_classification(output_dir: str,
         'digit_pool': DIGIT_POOL,
     }
   pool = digit_pools()[DIGIT_POOL]
-  _write_json(os.path.join(output_dir, METADATA_FILE), {
+  atomic_io.write_json(os.path.join(output_dir, METADATA_FILE), {
       'name': 'digitscenes_classification', 'version': 1, 'seed': seed,
       'image_size': image_size, 'max_jitter': max_jitter,
       'image_format': image_format, 'num_classes': NUM_CLASSES,

@@ -39,6 +39,7 @@ import numpy as np
 import tensorflow as tf
 import tf_keras
 
+from st_tf import atomic_io
 from st_tf.data import digitscenes_classification as dsc
 from st_tf.data import files
 from st_tf.data import pipeline
@@ -57,12 +58,6 @@ ModelFn = Callable[..., tf_keras.Model]
 def backbone_dir(model_dir: str) -> str:
   """Where the backbone checkpoint goes: ``<model_dir>/backbone``."""
   return os.path.join(model_dir, BACKBONE_DIR)
-
-
-def _write_json(path: str, data: dict) -> None:
-  with tf.io.gfile.GFile(path + '.tmp', 'w') as f:
-    json.dump(data, f, indent=2)
-  tf.io.gfile.rename(path + '.tmp', path, overwrite=True)
 
 
 def load_metrics(model_dir: str) -> Optional[dict]:
@@ -260,7 +255,8 @@ def pretrain(model_dir: str = gin.REQUIRED,
       'final_train_logs': {k: float(v) for k, v in logs.items()},
       'data_dir': data_dir,
   }
-  _write_json(os.path.join(model_dir, METRICS_FILE), metrics)
+  atomic_io.write_json(os.path.join(model_dir, METRICS_FILE), metrics,
+                       indent=2)
   logging.info('Pre-training done: top-1 %.4f on %d images, backbone in %s',
                metrics['top1'], metrics['num_eval_examples'], prefix)
   print(f'pretrain: top-1 {metrics["top1"]:.4f} on '
