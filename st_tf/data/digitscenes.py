@@ -220,12 +220,11 @@ def generate(output_dir: str,
     result = sharded_writer.write_sharded(
         items, make_example, os.path.join(output_dir, split),
         num_shards=max(1, min(num_shards, sizes[split])),
-        num_workers=(num_workers if num_workers is not None or
-                     sizes[split] >= _MIN_SCENES_PER_WORKER else 1),
+        num_workers=num_workers, min_items_per_worker=_MIN_SCENES_PER_WORKER,
         desc=f'digitscenes/{split}')
     paths[split] = result.paths
     atomic_io.write_json(os.path.join(output_dir, f'{split}.json'),
-                _coco_from_records(result.paths, split))
+                         _coco_from_records(result.paths, split))
     splits_meta[split] = {
         'num_examples': result.num_written,
         'files': [os.path.basename(p) for p in result.paths],

@@ -192,8 +192,7 @@ def generate_classification(output_dir: str,
     result = sharded_writer.write_sharded(
         items, make_example, os.path.join(output_dir, split),
         num_shards=max(1, min(num_shards, sizes[split])),
-        num_workers=(num_workers if num_workers is not None or
-                     sizes[split] >= _MIN_CROPS_PER_WORKER else 1),
+        num_workers=num_workers, min_items_per_worker=_MIN_CROPS_PER_WORKER,
         desc=f'digitscenes/{split}')
     paths[split] = result.paths
     splits_meta[split] = {

@@ -70,7 +70,9 @@ def write_sharded(items: Iterable,
                   output_prefix: str,
                   num_shards: int = 1,
                   num_workers: Optional[int] = None,
-                  desc: str = 'writing') -> WriteResult:
+                  desc: str = 'writing',
+                  min_items_per_worker: int = _MIN_ITEMS_PER_WORKER
+                  ) -> WriteResult:
   """Writes `make_example(item)` for every item into sharded TFRecords.
 
   Args:
@@ -83,6 +85,8 @@ def write_sharded(items: Iterable,
     num_workers: worker processes; default min(num_shards, cpu count).
       1 writes in this process. Small jobs default to 1.
     desc: label of the progress bar.
+    min_items_per_worker: below this many items the default is 1 worker
+      (a worker process costs ~10 s of TF import).
 
   Returns:
     A `WriteResult` with the shard paths and counts.
@@ -95,8 +99,8 @@ def write_sharded(items: Iterable,
     tf.io.gfile.makedirs(parent)
   paths = shard_paths(output_prefix, num_shards)
   shards = [items[i::num_shards] for i in range(num_shards)]
-  if num_workers is None:  # a worker process costs ~10 s of TF import
-    num_workers = (1 if len(items) < _MIN_ITEMS_PER_WORKER else
+  if num_workers is None:
+    num_workers = (1 if len(items) < min_items_per_worker else
                    min(num_shards, os.cpu_count() or 1))
   results = []
   with tqdm.tqdm(total=len(items), desc=desc, unit='img') as bar:
