@@ -13,15 +13,44 @@ gin with an evaluated reference, e.g.:
 Multi-scale backbones (SpineNet, SpineNet-Mobile) take `min_level` and
 `max_level`; they must match the model's levels when the decoder is the
 identity (the builders check this and raise a clear error).
+
+Backbone-only norm/activation: a backbone may differ from the decoder and
+head. The released PASCAL model (tensorflow/tpu
+`models/official/efficientnet/efficientnet_builder.py`, `efficientnet()`)
+builds EfficientNet with swish everywhere (SE blocks included) and BN
+momentum 0.99 / epsilon 1e-3, while NAS-FPN and the head use the model's
+relu and momentum 0.997. `efficientnet(activation=..., se_inner_activation=
+..., norm_momentum=..., norm_epsilon=...)` sets those for the backbone only
+(None = the model's setting; `se_inner_activation` None = Model Garden's
+'relu'); they travel in `BackboneWithNorm.norm_override`.
 """
+import dataclasses
 from typing import Optional
 
 import gin
 import tf_keras
 
+from official.modeling import hyperparams
 from official.vision.configs import backbones as backbones_cfg
 from official.vision.configs import common
+from official.vision.modeling.backbones import efficientnet as mg_efficientnet
 from official.vision.modeling.backbones import factory as backbone_factory
+
+
+
+@dataclasses.dataclass
+class NormOverride(hyperparams.Config):
+  """Backbone-only norm/activation settings; None keeps the model's."""
+  activation: Optional[str] = None
+  norm_momentum: Optional[float] = None
+  norm_epsilon: Optional[float] = None
+  se_inner_activation: Optional[str] = None  # EfficientNet's SE blocks.
+
+
+@dataclasses.dataclass
+class BackboneWithNorm(backbones_cfg.Backbone):
+  """Model Garden's Backbone one-of config + `NormOverride` for it."""
+  norm_override: NormOverride = dataclasses.field(default_factory=NormOverride)
 
 
 @gin.configurable
@@ -85,15 +114,33 @@ def spinenet_mobile(
 @gin.configurable
 def efficientnet(model_id: str = 'b0',
                  se_ratio: float = 0.25,
-                 stochastic_depth_drop_rate: float = 0.0
+                 stochastic_depth_drop_rate: float = 0.0,
+                 activation: Optional[str] = None,
+                 se_inner_activation: Optional[str] = None,
+                 norm_momentum: Optional[float] = None,
+                 norm_epsilon: Optional[float] = None
                 ) -> backbones_cfg.Backbone:
-  """EfficientNet backbone config (model_id 'b0'..'b7'; levels 2..5)."""
-  return backbones_cfg.Backbone(
+  """EfficientNet backbone config (model_id 'b0'..'b7'; levels 2..5).
+
+  Args:
+    model_id: 'b0'..'b7'.
+    se_ratio: squeeze-excitation ratio of the MBConv blocks.
+    stochastic_depth_drop_rate: final drop-connect rate (linear in depth).
+    activation: the backbone's activation; None = the model's.
+    se_inner_activation: the SE blocks' inner activation; None = Model
+      Garden's default 'relu'. The released EfficientNets use 'swish'.
+    norm_momentum: the backbone's BN momentum; None = the model's.
+    norm_epsilon: the backbone's BN epsilon; None = the model's.
+  """
+  return BackboneWithNorm(
       type='efficientnet',
       efficientnet=backbones_cfg.EfficientNet(
           model_id=model_id,
           se_ratio=se_ratio,
-          stochastic_depth_drop_rate=stochastic_depth_drop_rate))
+          stochastic_depth_drop_rate=stochastic_depth_drop_rate),
+      norm_override=NormOverride(
+          activation=activation, norm_momentum=norm_momentum,
+          norm_epsilon=norm_epsilon, se_inner_activation=se_inner_activation))
 
 
 @gin.configurable
@@ -136,6 +183,26 @@ def build_backbone(
         f'{type(backbone).__name__}: {backbone!r}')
   input_specs = tf_keras.layers.InputSpec(
       shape=[None, int(input_size[0]), int(input_size[1]), 3])
+  override = getattr(backbone, 'norm_override', None)
+  override = {k: v for k, v in (override.as_dict() if override else {}).items()
+              if v is not None}
+  se_inner_activation = override.pop('se_inner_activation', None)
+  if override:
+    norm_activation = common.NormActivation(
+        **{**norm_activation.as_dict(), **override})
+  if se_inner_activation is not None:
+    if backbone.type != 'efficientnet':
+      raise ValueError(
+          'st_tf/modeling/backbones.py: se_inner_activation='
+          f'{se_inner_activation!r} is an EfficientNet setting but the '
+          f'backbone is {backbone.type!r}; drop the binding.')
+    # Model Garden's factory passes no se_inner_activation; its builder
+    # takes one.
+    return mg_efficientnet.build_efficientnet(
+        input_specs=input_specs, backbone_config=backbone,
+        norm_activation_config=norm_activation,
+        l2_regularizer=l2_regularizer,
+        se_inner_activation=se_inner_activation)
   return backbone_factory.build_backbone(
       input_specs=input_specs,
       backbone_config=backbone,

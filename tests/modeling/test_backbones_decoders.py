@@ -55,3 +55,30 @@ def test_build_backbone_output_levels():
       common.NormActivation())
   assert sorted(model.output_specs) == ['2', '3', '4', '5']
   assert model.output_specs['3'][1:3] == (8, 8)
+
+
+def test_efficientnet_backbone_norm_override():
+  """The released EfficientNet: swish (SE too), BN 0.99, not the model's."""
+  from st_tf.modeling import segmentation  # pylint: disable=g-import-not-at-top
+  model = segmentation.build_segmentation_model(
+      input_size=(64, 64), num_classes=3,
+      backbone=backbones.efficientnet(
+          model_id='b0', activation='swish', se_inner_activation='swish',
+          norm_momentum=0.99, norm_epsilon=1e-3),
+      decoder=decoders.fpn(num_filters=8), min_level=3, max_level=5,
+      head_num_filters=8, activation='relu', norm_momentum=0.997,
+      norm_epsilon=1e-4)
+  config = model.backbone.get_config()
+  assert (config['activation'], config['norm_momentum'],
+          config['norm_epsilon']) == ('swish', 0.99, 1e-3)
+  assert model.backbone._se_inner_activation == 'swish'  # pylint: disable=protected-access
+  se_layers = [l for l in model.backbone.submodules
+               if type(l).__name__ == 'SqueezeExcitation']
+  assert se_layers and all(
+      l.get_config()['activation'] == 'swish' for l in se_layers)
+  decoder = model.decoder.get_config()
+  assert (decoder['activation'], decoder['norm_momentum']) == ('relu', 0.997)
+  default = backbones.build_backbone(
+      backbones.efficientnet(model_id='b0'), (64, 64),
+      common.NormActivation(activation='relu'))
+  assert default._se_inner_activation == 'relu'  # pylint: disable=protected-access
