@@ -64,3 +64,20 @@ def test_class_weights_follow_model_garden():
   plain = segmentation.segmentation_loss(outputs, labels,
                                          tf.constant([1., 0., 1.]))
   assert float(ours['total']) != float(plain['total'])
+
+
+def test_labels_resized_to_logits_follows_model_garden():
+  """use_groundtruth_dimension=False (the released PASCAL config)."""
+  outputs, labels = _batch()
+  ours = segmentation.segmentation_loss(
+      outputs, labels, tf.constant([1., 0., 1.]),
+      use_groundtruth_dimension=False)
+  logits = tf.gather(outputs['logits'], [0, 2])
+  masks = tf.gather(labels['masks'], [0, 2])
+  expected = segmentation_losses.SegmentationLoss(
+      label_smoothing=0.0, class_weights=[], ignore_label=255,
+      use_groundtruth_dimension=False)(logits, masks)
+  np.testing.assert_allclose(ours['total'], expected, rtol=1e-5)
+  small = tf.image.resize(masks, [4, 4], method='nearest').numpy()
+  assert ours['valid_pixels'] == (small != 255).sum()
+  assert not np.isclose(float(ours['total']), float(_mg_loss(logits, masks)))
