@@ -22,6 +22,15 @@ it also returns `detection_boxes` [B, max_num_detections, 4] in PIXELS of the
 input image (yxyx; clipped to `image_shape` [B, 2] (h, w) when it is given), `detection_scores` [B, N], `detection_classes` [B, N]
 (int, 1-based; background 0 never returned) and `num_detections` [B].
 
+NMS is Model Garden's `MultilevelDetectionGenerator`: `nms_version` 'v1'
+(per-class NMS, the released eval's), 'v2' or 'batched'; soft-NMS is
+chosen with `soft_nms_sigma` (a float; Model Garden applies it with
+`tf.image.non_max_suppression_with_scores` in 'v1' only, so another version
+is an error here rather than silently hard NMS).
+
+Anchors: the model's anchor settings are checked against every
+gin-configured `DetectionParser` at build time (`st_tf.modeling.anchors`).
+
 The backbone alone (for backbone-only checkpoint init, e.g. ImageNet) is the
 model's `.backbone` attribute; `model.checkpoint_items` gives
 {'backbone', 'decoder' (if any), 'head'}. With l2_weight_decay > 0 the L2
@@ -37,9 +46,26 @@ from official.vision.configs import decoders as decoders_cfg
 from official.vision.configs import retinanet as retinanet_cfg
 from official.vision.modeling import factory
 from official.vision.modeling.decoders import factory as decoder_factory
+from st_tf.modeling import anchors
 from st_tf.modeling import backbones
 from st_tf.modeling import common
 from st_tf.modeling import decoders
+
+
+def _check_nms(nms_version: str, soft_nms_sigma: Optional[float]) -> None:
+  """ValueError for soft-NMS outside 'v1' (Model Garden would ignore it)."""
+  if soft_nms_sigma is None:
+    return
+  if nms_version != 'v1':
+    raise ValueError(
+        f'st_tf/modeling/detection.py: build_retinanet.soft_nms_sigma = '
+        f'{soft_nms_sigma} needs build_retinanet.nms_version = \'v1\' (Model '
+        f'Garden applies soft-NMS in v1 only), got {nms_version!r}. Set '
+        "nms_version = 'v1' or soft_nms_sigma = None.")
+  if soft_nms_sigma < 0:
+    raise ValueError(
+        f'st_tf/modeling/detection.py: build_retinanet.soft_nms_sigma must '
+        f'be >= 0 (0 = hard NMS) or None, got {soft_nms_sigma}.')
 
 
 @gin.configurable
@@ -99,7 +125,8 @@ def build_retinanet(
     max_num_detections: detections kept per image.
     nms_version: 'v1', 'v2', 'batched' (Model Garden generator versions).
     use_cpu_nms: place NMS on CPU.
-    soft_nms_sigma: soft-NMS sigma (nms_version 'v1' only).
+    soft_nms_sigma: soft-NMS sigma, None = hard NMS (nms_version 'v1'
+      only; ValueError otherwise).
     use_class_agnostic_nms: class-agnostic NMS (nms_version 'v2' only).
     l2_weight_decay: L2 weight decay; the regularizer is l2(decay / 2).
 
@@ -108,6 +135,9 @@ def build_retinanet(
   """
   common.check_input_size(input_size, max_level)
   common.check_num_classes(num_classes)
+  _check_nms(nms_version, soft_nms_sigma)
+  anchors.check_parser_anchors(anchors.AnchorSpec.create(
+      min_level, max_level, num_scales, aspect_ratios, anchor_size))
   decoder = decoder if decoder is not None else decoders.identity_decoder()
   norm_activation = common.norm_activation_config(
       activation, use_sync_bn, norm_momentum, norm_epsilon)

@@ -126,3 +126,17 @@ def test_bad_arguments_raise_clear_errors():
 def test_num_classes_is_required():
   with pytest.raises(Exception, match='num_classes'):
     detection.build_retinanet(backbone=_tiny_backbone(), input_size=(64, 64))
+
+
+def test_soft_nms_goes_to_model_garden_v1_only():
+  model = detection.build_retinanet(
+      backbone=_tiny_backbone(), decoder=decoders.fpn(num_filters=16),
+      **{**_TINY, 'nms_version': 'v1', 'pre_nms_top_k': 50},
+      soft_nms_sigma=0.5)
+  config = model.detection_generator.get_config()
+  assert config['nms_version'] == 'v1' and config['soft_nms_sigma'] == 0.5
+  outputs = model(tf.zeros([1, _SIZE, _SIZE, 3]), training=False)
+  assert outputs['detection_boxes'].shape == (1, 10, 4)
+  with pytest.raises(ValueError, match="nms_version = 'v1'"):
+    detection.build_retinanet(backbone=_tiny_backbone(), soft_nms_sigma=0.5,
+                              decoder=decoders.fpn(num_filters=16), **_TINY)
