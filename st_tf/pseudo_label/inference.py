@@ -10,12 +10,13 @@ no on-device intermediate handed back to Python): the runner's default.
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, Optional
+from typing import Any, Callable, Dict, Optional, Sequence
 
 import numpy as np
 import tensorflow as tf
 
 from st_tf.pseudo_label import detection
+from st_tf.pseudo_label import multiscale
 from st_tf.pseudo_label import teacher as teacher_lib
 
 # Class-count bound for flip merging when neither teacher nor caller gives one.
@@ -36,6 +37,10 @@ class InferenceStages:
   images: uint8 [n <= batch_size, H, W, 3]; image_info: float [n, 4, 2].
   Detection outputs: `detection.select_in_graph`'s; segmentation: 'maps'
   [n, H, W, 2] (top probability, class id).
+
+  `scales` other than (1.0,) run multi-scale inference (`multiscale.py`,
+  checkpoint teachers only), each scale also flipped when `flip`; (1.0,)
+  keeps the single-scale path unchanged.
   """
 
   def __init__(self, teacher: teacher_lib.Teacher,
@@ -43,7 +48,8 @@ class InferenceStages:
                generator: Any, flip: bool, nms_iou_threshold: float,
                max_num_detections: int, num_classes: Optional[int] = None,
                selection: Optional[detection.BoxSelection] = None,
-               quality_threshold: Optional[float] = None):
+               quality_threshold: Optional[float] = None,
+               scales: Sequence[float] = multiscale.SINGLE_SCALE):
     self.replicas = strategy.num_replicas_in_sync
     if batch_size % self.replicas:
       raise ValueError(f'batch_size {batch_size} must be a multiple of the '
@@ -52,15 +58,25 @@ class InferenceStages:
     selection = selection or detection.BoxSelection(
         0.0, max_boxes=max_num_detections)
     segmentation_task = teacher.task == 'segmentation'
-    if not segmentation_task:
-      network, post = teacher.detection_stages(generator)
     num_classes = num_classes or teacher.num_classes or _UNKNOWN_NUM_CLASSES
+    multi = not multiscale.is_single_scale(multiscale.check_scales(scales))
+    if multi and not getattr(teacher, 'supports_multiscale', False):
+      raise ValueError(
+          f'pseudo_label.scales = {tuple(scales)} needs a checkpoint teacher '
+          f'(teacher {teacher.teacher_id} cannot run at other input sizes); '
+          'use @checkpoint_teacher or scales = (1.0,).')
+    if not segmentation_task:  # Multi-scale: flips are views of its stages.
+      network, post = (teacher.multiscale_detection_stages(
+          generator, scales, flip, num_classes, nms_iou_threshold,
+          max_num_detections) if multi else
+                       teacher.detection_stages(generator))
 
     def network_fn(images, image_info):
       if segmentation_task:
-        return {'maps': teacher.segment(images, flip)}
+        return {'maps': (teacher.segment(images, flip, scales) if multi
+                         else teacher.segment(images, flip))}
       out = {'raw': network(images), 'image_info': image_info}
-      if flip:
+      if flip and not multi:
         out['flipped'] = network(tf.image.flip_left_right(images))
       return out
 
@@ -68,7 +84,7 @@ class InferenceStages:
       if segmentation_task:
         return out
       dets = post(out['raw'])
-      if flip:
+      if flip and not multi:
         dets = detection.merge_flipped(
             dets, post(out['flipped']), teacher.input_size[1], num_classes,
             nms_iou_threshold, max_num_detections)

@@ -193,6 +193,7 @@ def pseudo_label(
     max_boxes: int = 100,
     pixel_threshold: float = 0.5,
     flip_tta: bool = False,
+    scales: Sequence[float] = (1.0,),
     batch_size: int = 16,
     shard_index: int = 0,
     num_shards: int = 1,
@@ -226,6 +227,8 @@ def pseudo_label(
     max_boxes: boxes kept per image.
     pixel_threshold: segmentation pixels with top probability below it -> 255.
     flip_tta: average the teacher over the image and its horizontal flip.
+    scales: input scales of multi-scale teacher inference (checkpoint
+      teachers; `multiscale.py`); (1.0,) = single scale, unchanged output.
     batch_size: global inference batch (a multiple of the replicas).
     shard_index: this job's index in a job array.
     num_shards: number of jobs.
@@ -283,6 +286,8 @@ def pseudo_label(
       'flip_tta': flip_tta, 'input_size': list(teacher.input_size),
       'keep_empty_images': keep_empty_images, 'nms_version': nms_version,
       'nms_iou_threshold': nms_iou_threshold, 'input_files': paths}
+  if tuple(float(s) for s in scales) != (1.0,):  # Old manifests stay valid.
+    settings['scales'] = [float(s) for s in scales]
   folder = writer_lib.OutputFolder(
       output_dir, teacher_id=teacher.teacher_id, task=teacher.task,
       settings=settings, shard_index=shard_index, num_shards=num_shards)
@@ -298,7 +303,7 @@ def pseudo_label(
   infer = InferenceStages(teacher, strategy, batch_size, generator, flip_tta,
                           nms_iou_threshold, max_boxes, num_classes,
                           selection=selection,
-                          quality_threshold=quality_threshold)
+                          quality_threshold=quality_threshold, scales=scales)
   options = dict(teacher_id=teacher.teacher_id,
                  num_classes=num_classes or teacher.num_classes,
                  with_quality=with_quality,

@@ -9,6 +9,10 @@ size, images resized and zero-padded by the caller) and give, per task:
 * segmentation: `segment(images, flip)` -> float32 [B, H, W, 2]: the top
   class probability and the argmax class id per pixel.
 
+Checkpoint teachers also run multi-scale inference (`supports_multiscale`):
+`segment(images, flip, scales)` and `multiscale_detection_stages(...)`
+(see `multiscale.py`); SavedModels have a fixed input size and do not.
+
 `forward(images)` is the network alone (backbone + decoder + head, no
 post-processing): the throughput ceiling used by the benchmark.
 
@@ -31,6 +35,7 @@ from official.vision.ops import preprocess_ops
 
 from st_tf.evaluation import checkpoints
 from st_tf.pseudo_label import detection
+from st_tf.pseudo_label import multiscale
 from st_tf.pseudo_label import segmentation
 
 # Model Garden network class -> task.
@@ -59,6 +64,7 @@ class Teacher(abc.ABC):
   input_size: Tuple[int, int]
   num_classes: Optional[int]  # None when the teacher cannot tell.
   supports_segmentation_flip: bool = True
+  supports_multiscale: bool = False
 
   @abc.abstractmethod
   def forward(self, images: tf.Tensor) -> Dict[str, Any]:
@@ -127,6 +133,8 @@ def retinanet_raw_outputs(network: tf_keras.Model,
 class CheckpointTeacher(Teacher):
   """A uint8-input model (e.g. `SelfTrainingModel`) restored from checkpoint."""
 
+  supports_multiscale = True
+
   def __init__(self, model: tf_keras.Model, model_dir: Optional[str],
                checkpoint: Optional[str] = None,
                input_size: Optional[Sequence[int]] = None):
@@ -179,7 +187,22 @@ class CheckpointTeacher(Teacher):
     return self.forward, lambda raw: detection.generate(
         generator, raw, config, self.input_size)
 
-  def segment(self, images, flip):
+  def multiscale_detection_stages(self, generator, scales, flip: bool,
+                                  num_classes: int, nms_iou_threshold: float,
+                                  max_num_detections: int):
+    """`(network, post)` of multi-scale (and flip) inference; see
+    `multiscale.detection_stages`."""
+    multiscale.allow_any_input_size(self.network)
+    return multiscale.detection_stages(
+        self.forward, generator, self.network.get_config(), self.input_size,
+        scales, flip, multiscale.size_multiple(self.network), num_classes,
+        nms_iou_threshold, max_num_detections)
+
+  def segment(self, images, flip, scales=multiscale.SINGLE_SCALE):
+    if not multiscale.is_single_scale(scales):
+      multiscale.allow_any_input_size(self.network)
+      return multiscale.segment(self.forward, images, self.input_size, scales,
+                                flip, multiscale.size_multiple(self.network))
     probs = segmentation.probabilities(self.forward(images)['logits'],
                                        self.input_size)
     if flip:
