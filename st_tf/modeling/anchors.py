@@ -54,11 +54,11 @@ class AnchorSpec:
                tuple(float(a) for a in aspect_ratios), float(anchor_size))
 
 
-def _resolve(value: Any) -> Any:
+def resolve_value(value: Any) -> Any:
   """A bound gin value with macros (`%NAME`) evaluated."""
   if isinstance(value, gin_config.ConfigurableReference) and (
       value.configurable.name == 'macro'):
-    return _resolve(value.scoped_configurable_fn())
+    return resolve_value(value.scoped_configurable_fn())
   return value
 
 
@@ -68,7 +68,7 @@ def _parser_bindings() -> Dict[str, Dict[str, Any]]:
   # gin has no public listing of the bound (scope, configurable) pairs.
   for (scope, selector), params in gin_config._CONFIG.items():  # pylint: disable=protected-access
     if selector.split('.')[-1] == PARSER_NAME:
-      out[scope] = {k: _resolve(v) for k, v in params.items() if k in FIELDS}
+      out[scope] = {k: resolve_value(v) for k, v in params.items() if k in FIELDS}
   if not out:
     return out
   unscoped = out.get('', {})
