@@ -152,3 +152,15 @@ def test_relaxed_network_equals_one_built_at_that_size(task):
   theirs = tf.nest.flatten(other(images, training=True))
   for a, b in zip(ours, theirs):
     np.testing.assert_allclose(a, b, atol=1e-5)
+
+
+def test_runner_takes_scales_and_records_them(tmp_path, unlabeled,
+                                              detection_teacher_dir):
+  from tests.pseudo_label import test_runner  # pylint: disable=g-import-not-at-top
+  one_file = sorted(tf.io.gfile.glob(unlabeled))[0]
+  out = str(tmp_path / 'multi')
+  manifest = test_runner._run(  # pylint: disable=protected-access
+      out, one_file, detection_teacher_dir, gallery_size=0, quality=False,
+      scales=(0.5, 1.0), flip_tta=True)
+  assert manifest['complete']
+  assert manifest['settings']['scales'] == [0.5, 1.0]
