@@ -184,6 +184,7 @@ def train(model_dir: str = gin.REQUIRED,
           max_to_keep: int = 5,
           backup_and_restore: bool = False,
           loss_log_every: Optional[int] = None,
+          seed: Optional[int] = None,
           callbacks: Sequence[tf_keras.callbacks.Callback] = (),
           ) -> Dict[str, float]:
   """Trains `model` to `train_steps` steps, resuming from `model_dir`.
@@ -212,6 +213,12 @@ def train(model_dir: str = gin.REQUIRED,
     loss_log_every: if set, append the training loss every this many steps
       to `model_dir/train_log.csv` (`loss_log.LossLogCallback`; off by
       default).
+    seed: if set, `tf_keras.utils.set_random_seed(seed)` before anything
+      is built: Python, NumPy and TensorFlow's global seed, so weight init,
+      the datasets' unseeded shuffles and the augmentation ops' draws all
+      derive from it. Parallel parsing still interleaves the augmentation
+      draws in a varying order, so two runs with one seed agree closely,
+      not bit for bit (measured in docs/results.md). None = not seeded.
     callbacks: extra Keras callbacks (not gin-configurable).
 
   Returns:
@@ -226,6 +233,8 @@ def train(model_dir: str = gin.REQUIRED,
   if steps_per_epoch % steps_per_execution:
     raise ValueError(f'steps_per_epoch ({steps_per_epoch}) must be a '
                      f'multiple of steps_per_execution ({steps_per_execution}).')
+  if seed is not None:
+    tf_keras.utils.set_random_seed(int(seed))
   strategy = _call_or_value(strategy)
   chief = strategy_lib.is_chief(strategy)
   tf.io.gfile.makedirs(model_dir)
