@@ -105,10 +105,13 @@ class DetectionLabeler(_Labeler):
             out['boxes'][i, :k], out['classes'][i, :k], out['scores'][i, :k]))
       if not k and not self.keep_empty_images:
         continue
+      # Pseudo labels, then the ignore band's boxes (written as crowd).
+      n = k + int(out['num_band'][i]) if 'num_band' in out else k
       serialized.append(records_lib.pseudo_detection_record(
-          example, out['normalized'][i, :k], out['classes'][i, :k],
-          out['scores'][i, :k], out['area'][i, :k], self.teacher_id,
-          source_id=batch.source_ids[i], height=height, width=width))
+          example, out['normalized'][i, :n], out['classes'][i, :n],
+          out['scores'][i, :n], out['area'][i, :n], self.teacher_id,
+          source_id=batch.source_ids[i], height=height, width=width,
+          is_crowd=np.arange(n) >= k))
       kept_classes.append(out['classes'][i, :k])
     labels = (np.concatenate(kept_classes) if kept_classes else
               np.zeros([0], np.int64))
