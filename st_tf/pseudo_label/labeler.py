@@ -137,9 +137,12 @@ class SegmentationLabeler(_Labeler):
   """Writes segmentation pseudo records; sums quality confusion counts."""
 
   def __init__(self, *args, pixel_threshold: float,
-               quality_thresholds: Sequence[float], **kwargs):
+               quality_thresholds: Sequence[float],
+               class_pixel_thresholds: Optional[Mapping[int, float]] = None,
+               **kwargs):
     super().__init__(*args, **kwargs)
     self.pixel_threshold = pixel_threshold
+    self.class_pixel_thresholds = dict(class_pixel_thresholds or {})
     self.quality_thresholds = tuple(quality_thresholds)
     self.counts: Dict[str, list] = {}  # Of the current shard.
 
@@ -152,7 +155,8 @@ class SegmentationLabeler(_Labeler):
       classes = np.rint(maps[..., 1]).astype(np.int64)
       self._check_classes(classes[None], np.ones((1,) + classes.shape, bool),
                           batch.source_ids[i:i + 1])
-      label = segmentation.label_map(confidence, classes, self.pixel_threshold)
+      label = segmentation.label_map(confidence, classes, self.pixel_threshold,
+                                     self.class_pixel_thresholds)
       example = records_lib.parse(record)
       f = example.features.feature
       if self.with_quality:

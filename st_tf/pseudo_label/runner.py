@@ -233,6 +233,7 @@ def pseudo_label(
     min_box_size: float = 0.0,
     max_boxes: int = 100,
     pixel_threshold: float = 0.5,
+    class_pixel_thresholds: Optional[Mapping[int, float]] = None,
     flip_tta: bool = False,
     batch_size: int = 16,
     shard_index: int = 0,
@@ -273,6 +274,9 @@ def pseudo_label(
     min_box_size: minimum box height and width (original pixels).
     max_boxes: boxes kept per image.
     pixel_threshold: segmentation pixels with top probability below it -> 255.
+    class_pixel_thresholds: optional {class id: threshold} for the pixels
+      whose argmax is that class (class-balanced pseudo pixels, e.g. {0: 0.9}
+      keeps only confident background while digits use `pixel_threshold`).
     flip_tta: average the teacher over the image and its horizontal flip.
     batch_size: global inference batch (a multiple of the replicas).
     shard_index: this job's index in a job array.
@@ -308,6 +312,8 @@ def pseudo_label(
              'band_low': band_low == 'auto'}
   _check_args(shard_index, num_shards, batch_size, [
       ('pixel_threshold', pixel_threshold)] + [
+          (f'class_pixel_thresholds[{c}]', t)
+          for c, t in (class_pixel_thresholds or {}).items()] + [
           (f'quality_thresholds[{i}]', t)
           for i, t in enumerate(quality_thresholds)] + [
               (name, value) for name, value in (
@@ -357,6 +363,8 @@ def pseudo_label(
         auto_threshold=auto.settings())
   settings = {
       'selection': selection_settings, 'pixel_threshold': pixel_threshold,
+      'class_pixel_thresholds': {str(k): float(v) for k, v in sorted(
+          (class_pixel_thresholds or {}).items())},
       'flip_tta': flip_tta, 'input_size': list(teacher.input_size),
       'keep_empty_images': keep_empty_images, 'nms_version': nms_version,
       'nms_iou_threshold': nms_iou_threshold, 'input_files': paths}
@@ -388,6 +396,7 @@ def pseudo_label(
   else:
     labeler = labeler_lib.SegmentationLabeler(
         pixel_threshold=pixel_threshold,
+        class_pixel_thresholds=class_pixel_thresholds,
         quality_thresholds=quality_thresholds, **options)
   seg_counts: Dict[str, list] = {}
 
