@@ -217,8 +217,9 @@ def train(model_dir: str = gin.REQUIRED,
       is built: Python, NumPy and TensorFlow's global seed, so weight init,
       the datasets' unseeded shuffles and the augmentation ops' draws all
       derive from it. Parallel parsing still interleaves the augmentation
-      draws in a varying order, so two runs with one seed agree closely,
-      not bit for bit (measured in docs/results.md). None = not seeded.
+      draws in a varying order: give the dataset builders the same seed
+      (they then parse serially) for runs that repeat exactly (the demo
+      configs do; README "Configs"). None = not seeded.
     callbacks: extra Keras callbacks (not gin-configurable).
 
   Returns:
