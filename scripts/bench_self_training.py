@@ -54,6 +54,10 @@ _BINDINGS = flags.DEFINE_multi_string(
     'gin_bindings', [], 'Extra bindings for every run (e.g. shorter '
     'schedules); part of each run\'s command.')
 _NO_2X = flags.DEFINE_bool('no2x', False, 'Skip the 2x baseline.')
+_TEACHER = flags.DEFINE_string(
+    'teacher_model_dir', None, 'Use this trained teacher (trainer '
+    'checkpoints; "{seed}" is replaced by the seed) instead of training one '
+    'in seed_<s>/base, e.g. a longer-trained model of an earlier run.')
 _DRY_RUN = flags.DEFINE_bool('dry_run', False, 'Print the commands only.')
 
 
@@ -97,7 +101,11 @@ def _seed_runs(task: dict, seed: int, out: str, recipes: Sequence[str],
   common = [f'SEED = {seed}'] + list(extra)
   base_dir = os.path.join(out, f'seed_{seed}', 'base')
   teacher_dir = os.path.join(base_dir, 'round_0', 'teacher')
-  runs = {'base': (task['gin_file'], common + [
+  given_teacher = []
+  if _TEACHER.value:
+    teacher_dir = _TEACHER.value.replace('{seed}', str(seed))
+    given_teacher = [f"self_train.teacher_model_dir = '{teacher_dir}'"]
+  runs = {'base': (task['gin_file'], common + given_teacher + [
       'self_train.num_rounds = 0'], base_dir)}
   given = common + [f"self_train.teacher_model_dir = '{teacher_dir}'"]
   if not _NO_2X.value:
