@@ -65,3 +65,18 @@ def test_to_original_crops_the_scaled_image_not_the_padded_frame():
   assert not np.any(got < 0)  # No padding pixel in the result.
   np.testing.assert_array_equal(got[..., 1:], tf.image.resize(
       values[:4, :6, 1:], [2, 3], method='nearest').numpy())
+
+
+def test_grayscale_and_rgba_images_are_labeled_and_drawn(tmp_path):
+  images = [pixel_teacher.random_image(64, 64, channels=1, seed=1),
+            pixel_teacher.random_image(64, 64, channels=4, seed=2),
+            pixel_teacher.random_image(64, 64, channels=3, seed=3)]
+  path = str(tmp_path / 'mixed.tfrecord')
+  ids = pixel_teacher.write_records(path, images)
+  out = str(tmp_path / 'out')
+  manifest = _label(out, path, (64, 64), gallery_size=3)
+  assert manifest['complete'] and manifest['totals']['images_out'] == 3
+  masks = _masks(out)
+  for source_id, image in zip(ids, images):
+    np.testing.assert_array_equal(masks[source_id], _expected(image))
+  assert tf.io.gfile.exists(f'{out}/gallery-00000.png')
