@@ -123,16 +123,18 @@ class _ShardSequence:
   as a later unit shows up, after the background worker wrote its rows."""
 
   def __init__(self, folder: writer_lib.OutputFolder,
-               units: Sequence[WorkUnit], worker: background.BackgroundWorker,
+               units: Sequence[WorkUnit], names: Sequence[str],
+               worker: background.BackgroundWorker,
                labeler, on_event: Optional[Callable[[str, str], None]]):
     self.folder, self.units, self.worker = folder, units, worker
+    self.names = list(names)  # Shard name of each unit.
     self.labeler, self.on_event = labeler, on_event
     self.index = -1  # The open unit.
     self.context = self.shard = None
     self.seg_counts: Dict[str, list] = {}
 
   def name(self, index: int) -> str:
-    return writer_lib.shard_name(*self.units[index][:3])
+    return self.names[index]
 
   def advance_to(self, index: int):
     """Closes the open shard(s) before `index`; returns shard `index`."""
@@ -312,9 +314,10 @@ def pseudo_label(
         quality_thresholds=quality_thresholds, **options)
   seg_counts: Dict[str, list] = {}
 
-  pending, unscored = [], []
+  stems = writer_lib.shard_stems(paths)
+  pending, pending_names, unscored = [], [], []
   for unit in units:
-    name = writer_lib.shard_name(unit[0], unit[1], unit[2])
+    name = writer_lib.shard_name(unit[0], unit[1], unit[2], stems[unit[0]])
     if folder.is_done(name):
       logging.info('Skipping finished shard %s', name)
       if with_quality:
@@ -327,6 +330,7 @@ def pseudo_label(
           unscored.append(name)  # Finished by a run with quality=False.
     else:
       pending.append(unit)
+      pending_names.append(name)
   if unscored:
     logging.warning('Quality is computed without the %d finished shards that '
                     'were labeled with quality scoring off: %s',
@@ -337,7 +341,8 @@ def pseudo_label(
                      background.BackgroundWorker(2 * max_pending_batches)
                  ) as worker:
     bar.update(total - sum(u[3] for u in pending))
-    shards = _ShardSequence(folder, pending, worker, labeler, on_event)
+    shards = _ShardSequence(folder, pending, pending_names, worker, labeler,
+                            on_event)
     try:
       for batch in inputs.batches(pending, teacher.input_size, batch_size):
         if overlap_post:

@@ -3,6 +3,7 @@
 Layout of ``output_dir`` (one folder shared by all jobs of a job array)::
 
   pseudo-<input file stem>-<part>-of-<parts>.tfrecord   pseudo-label shards
+                            (stems unique: see `shard_stems`)
   <shard>.quality.json      per-image detections + GT (only with GT)
   manifest-<job>-of-<jobs>.json                          one per job
 
@@ -17,9 +18,10 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import hashlib
 import json
 import os
-from typing import Any, Dict, Iterator, List, Optional
+from typing import Any, Dict, Iterator, List, Optional, Sequence
 
 import tensorflow as tf
 
@@ -34,11 +36,46 @@ def file_pattern(output_dir: str) -> str:
   return os.path.join(output_dir, f'{SHARD_PREFIX}-*.tfrecord')
 
 
-def shard_name(input_file: str, part: int, num_parts: int) -> str:
-  """Deterministic output shard name for (input file, part)."""
-  stem = os.path.basename(input_file)
-  if stem.endswith('.tfrecord'):
-    stem = stem[:-len('.tfrecord')]
+def _stem(input_file: str) -> str:
+  stem = input_file.rstrip('/').rsplit('/', 1)[-1]
+  return stem[:-len('.tfrecord')] if stem.endswith('.tfrecord') else stem
+
+
+def shard_stems(input_files: Sequence[str]) -> Dict[str, str]:
+  """Input file -> the stem of its shard names, unique among `input_files`.
+
+  The stem is the base name without `.tfrecord`. Files that share a base
+  name (`a/x-00000.tfrecord`, `b/x-00000.tfrecord`) get `-<8 hex>` added:
+  a hash of the path relative to the files' common folder, so the names
+  stay the same when the whole input tree moves (or is spelled relative).
+  Pass ALL the input files (every job's), so that jobs agree.
+  """
+  files = sorted(set(input_files))
+  by_stem: Dict[str, List[str]] = collections.defaultdict(list)
+  for path in files:
+    by_stem[_stem(path)].append(path)
+  dirs = [p.split('/')[:-1] for p in files]
+  common = 0
+  while dirs and all(len(d) > common and d[common] == dirs[0][common]
+                     for d in dirs):
+    common += 1
+  out = {}
+  for stem, paths in by_stem.items():
+    for path in paths:
+      relative = '/'.join(path.split('/')[common:])
+      out[path] = stem if len(paths) == 1 else (
+          f'{stem}-{hashlib.sha1(relative.encode()).hexdigest()[:8]}')
+  return out
+
+
+def shard_name(input_file: str, part: int, num_parts: int,
+               stem: Optional[str] = None) -> str:
+  """Deterministic output shard name for (input file, part).
+
+  `stem`: from `shard_stems` (default: the base name without `.tfrecord`,
+  which two input folders can share: use `shard_stems`).
+  """
+  stem = _stem(input_file) if stem is None else stem
   return f'{SHARD_PREFIX}-{stem}-{part:05d}-of-{num_parts:05d}.tfrecord'
 
 
