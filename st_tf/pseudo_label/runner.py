@@ -203,6 +203,7 @@ def pseudo_label(
     pre_nms_top_k: int = 200,
     nms_version: str = 'batched',
     keep_empty_images: bool = True,
+    min_labels_per_image: float = 0.0,
     gallery_size: int = 8,
     strategy: Union[Callable[[], tf.distribute.Strategy],
                     tf.distribute.Strategy] = strategy_lib.get_strategy,
@@ -237,6 +238,10 @@ def pseudo_label(
     pre_nms_top_k: candidates per class before NMS ('v1'/'v2' only).
     nms_version: Model Garden NMS version of the pseudo-label generator.
     keep_empty_images: write images without any pseudo label too.
+    min_labels_per_image: refuse (`writer.EmptyPseudoLabelsError`, job not
+      marked complete) pseudo labels with fewer boxes (detection) or labeled
+      pixels (segmentation) per written image; 0 only warns when there is
+      none. Writing no image at all is always refused.
     gallery_size: images drawn into `gallery-<job>.png` (0: none).
     strategy: strategy or factory (`get_strategy`).
     model_dir: alias of `output_dir` (set by `--model_dir`).
@@ -375,11 +380,13 @@ def pseudo_label(
       result = quality_lib.detection_quality(scored, quality_thresholds)
   elif with_quality and seg_counts:
     result = quality_lib.segmentation_quality(seg_counts)
-  manifest = folder.finish(result)
   if labeler.tiles:
     path = gallery.save_gallery(
         f'{output_dir}/gallery-{shard_index:05d}.png', labeler.tiles)
     logging.info('Gallery: %s', path)
+  writer_lib.check_usable(folder.totals(), output_dir, teacher.teacher_id,
+                          min_labels_per_image)
+  manifest = folder.finish(result)
   logging.info('Pseudo-labeled %d images (%s); quality: %s',
                manifest['totals']['images_out'], output_dir, result)
   return manifest

@@ -23,6 +23,7 @@ import json
 import os
 from typing import Any, Dict, Iterator, List, Optional, Sequence
 
+from absl import logging
 import tensorflow as tf
 
 SHARD_PREFIX = 'pseudo'
@@ -184,6 +185,11 @@ class OutputFolder:
     self._update_totals()
     write_json(self.path, self.manifest)
 
+  def totals(self) -> Dict[str, Any]:
+    """Totals over the job's finished shards (this run's and earlier)."""
+    self._update_totals()
+    return self.manifest['totals']
+
   def finish(self, quality: Optional[dict]) -> dict:
     """Marks the job complete, stores `quality`; returns the manifest."""
     self._update_totals()
@@ -216,6 +222,50 @@ class OutputFolder:
         'labels_per_image': labels / images_out if images_out else 0.0,
         'class_histogram': dict(sorted(hist.items(), key=lambda x: int(x[0]))),
     }
+
+
+class EmptyPseudoLabelsError(ValueError):
+  """The pseudo labels are empty, or sparser than the configured minimum."""
+
+
+def check_usable(totals: Dict[str, Any], output_dir: str, teacher_id: str,
+                 min_labels_per_image: float) -> None:
+  """Refuses (or warns about) pseudo labels the student cannot learn from.
+
+  Args:
+    totals: `OutputFolder.totals()` of the job.
+    output_dir: the output folder (for the messages).
+    teacher_id: the teacher (for the messages).
+    min_labels_per_image: refuse when fewer labels per written image: boxes
+      (detection) or labeled pixels (segmentation). 0: only warn when the
+      teacher found nothing at all.
+
+  Raises:
+    EmptyPseudoLabelsError: no image was written (the student's input
+      pattern would match only empty shards), or too few labels. The job's
+      manifest is then left incomplete, so no stage is marked done.
+  """
+  fix = ('lower score_threshold / pixel_threshold (or check the teacher) and '
+         'write to a new output folder')
+  if not totals['images_out']:
+    raise EmptyPseudoLabelsError(
+        f'pseudo_label wrote no image to {output_dir}: teacher {teacher_id} '
+        f'labeled nothing in the {totals["images_in"]} input images and '
+        'keep_empty_images=False, so the student would have no pseudo '
+        f'input. Fix: {fix}, or set keep_empty_images=True.')
+  per_image = totals['labels_per_image']
+  if per_image < min_labels_per_image:
+    raise EmptyPseudoLabelsError(
+        f'pseudo labels in {output_dir} have {per_image:.4g} labels per '
+        f'image, below pseudo_label.min_labels_per_image='
+        f'{min_labels_per_image} (teacher {teacher_id}). Fix: {fix}, or '
+        'lower min_labels_per_image.')
+  if not per_image:
+    logging.warning(
+        'Teacher %s found no pseudo label in the %d images of %s: every pseudo '
+        'image will train as background. To refuse such a set, set '
+        'pseudo_label.min_labels_per_image > 0.', teacher_id,
+        totals['images_out'], output_dir)
 
 
 class _Shard:

@@ -84,10 +84,12 @@ def read_metrics(eval_dir: str) -> Dict[str, Any]:
 
 
 def pseudo_labels_complete(output_dir: str) -> bool:
-  """Every job's manifest is there and says complete."""
+  """Every job's manifest is there and says complete, and the shards hold
+  at least one image (else the student could not read them)."""
   manifests = writer_lib.read_manifests(output_dir)
   return bool(manifests) and all(m.get('complete') for m in manifests) and (
-      len(manifests) == manifests[0].get('num_shards'))
+      len(manifests) == manifests[0].get('num_shards')) and sum(
+          m.get('totals', {}).get('images_out', 0) for m in manifests) > 0
 
 
 def pseudo_label_stats(output_dir: str) -> Dict[str, Any]:

@@ -40,7 +40,7 @@ def _manifest(d, index, num, complete, images=4, boxes=6):
       'task': 'detection', 'teacher_id': 't', 'num_shards': num,
       'complete': complete, 'totals': {
           'images_in': images, 'images_out': images,
-          'labels_per_image': boxes / images}})
+          'labels_per_image': boxes / images if images else 0.0}})
 
 
 def test_pseudo_labels_complete_needs_every_job_complete(tmp_path):
@@ -94,3 +94,10 @@ def test_summary_markdown_reports_gain_baseline_and_times(tmp_path):
   assert '| s | 1.5 | ran |' in markdown
   with open(tmp_path / 'summary.json') as f:
     assert json.load(f)['baseline']['steps_match'] is False
+
+
+def test_pseudo_labels_without_any_image_are_not_complete(tmp_path):
+  # A complete manifest (as written before the empty-set check) whose shards
+  # hold nothing: the student's input would match no record.
+  _manifest(str(tmp_path), 0, 1, True, images=0, boxes=0)
+  assert not stages.pseudo_labels_complete(str(tmp_path))
