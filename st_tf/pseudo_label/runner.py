@@ -211,6 +211,7 @@ def pseudo_label(
     max_pending_batches: int = 4,
     overlap_post: bool = False,
     quality: Union[str, bool] = 'auto',
+    skip_corrupt: bool = False,
     on_event: Optional[Callable[[str, str], None]] = None,
 ) -> Dict[str, Any]:
   """Pseudo-labels this job's part of `input_pattern` into `output_dir`.
@@ -254,6 +255,9 @@ def pseudo_label(
     quality: score the pseudo labels against the input records' ground
       truth: 'auto' (when the first input record holds ground truth), True
       (required: ValueError without ground truth) or False (skip; faster).
+    skip_corrupt: label the readable records of a corrupt or truncated
+      input file and skip the rest of it (logged); else a ValueError names
+      the file.
     on_event: test hook `fn(kind, shard)`, kind in {'batch', 'shard'}.
 
   Returns:
@@ -270,7 +274,7 @@ def pseudo_label(
   selection = detection.BoxSelection(
       score_threshold, dict(class_thresholds or {}), min_box_size, max_boxes)
   paths = files_lib.match_files(input_pattern)
-  counts = [count_records(p) for p in paths]
+  counts = [count_records(p, skip_corrupt) for p in paths]
   if not sum(counts):
     raise ValueError(f'the unlabeled set {input_pattern!r} is empty: its '
                      f'{len(paths)} files hold no record')
@@ -349,7 +353,8 @@ def pseudo_label(
     shards = _ShardSequence(folder, pending, pending_names, worker, labeler,
                             on_event)
     try:
-      for batch in inputs.batches(pending, teacher.input_size, batch_size):
+      for batch in inputs.batches(pending, teacher.input_size, batch_size,
+                                  skip_corrupt):
         if overlap_post:
           result = _Result(infer.network(batch['image'], batch['image_info']))
           worker.submit(result.compute, infer.post)
