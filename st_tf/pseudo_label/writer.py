@@ -7,12 +7,15 @@ Layout of ``output_dir`` (one folder shared by all jobs of a job array)::
   <shard>.quality.json      per-image detections + GT (only with GT)
   manifest-<job>-of-<jobs>.json                          one per job
 
-A shard is written to ``<name>.tmp`` and renamed when complete; then the
-job's manifest (also tmp + rename) records it. A restarted job skips the
-shards its manifest lists (and that exist) and rewrites any other one under
-the same deterministic name, so an input image is never lost nor duplicated.
-A folder whose manifests name another teacher, or other settings (thresholds,
-job count, ...), is refused before anything is written.
+A shard is written to ``<name>.tmp`` and renamed when complete (fsynced
+first on local disks, `atomic_io`); then the job's manifest (also atomic)
+records it. A restarted job skips the shards its manifest lists (and that
+exist) and rewrites any other one under the same deterministic name, so an
+input image is never lost nor duplicated. A folder whose manifests name
+another teacher, or other settings (thresholds, job count, ...), is refused
+before anything is written. A torn manifest of this job is rebuilt (its
+shards relabeled under the same names); another job's torn manifest is
+refused with the file to delete.
 """
 from __future__ import annotations
 
@@ -25,6 +28,8 @@ from typing import Any, Dict, Iterator, List, Optional, Sequence
 
 from absl import logging
 import tensorflow as tf
+
+from st_tf import atomic_io
 
 SHARD_PREFIX = 'pseudo'
 MANIFEST_GLOB = 'manifest-*-of-*.json'
@@ -86,31 +91,40 @@ def manifest_path(output_dir: str, shard_index: int, num_shards: int) -> str:
 
 
 def write_json(path: str, data: Any, indent: Optional[int] = 1) -> None:
-  """Writes JSON atomically (tmp + rename).
+  """Writes JSON atomically and durably (`atomic_io.write_json`, sorted keys).
 
   `indent=None` writes one line through json's C encoder (several times
   faster than an indented dump, which is pure Python): per-image data.
   """
-  text = json.dumps(data, indent=indent, sort_keys=True)  # One write call.
-  with tf.io.gfile.GFile(path + '.tmp', 'w') as f:
-    f.write(text)
-  tf.io.gfile.rename(path + '.tmp', path, overwrite=True)
+  atomic_io.write_json(path, data, indent=indent, sort_keys=True)
 
 
 def read_json(path: str) -> Any:
-  with tf.io.gfile.GFile(path) as f:
-    return json.load(f)
+  return atomic_io.read_json(path)
 
 
-def read_manifests(output_dir: str) -> List[dict]:
-  """All job manifests in `output_dir` (sorted by name)."""
+def _job_of(path: str) -> str:
+  return os.path.basename(path)[len('manifest-'):-len('.json')]
+
+
+def read_manifests(output_dir: str, skip_torn: bool = False) -> List[dict]:
+  """All job manifests in `output_dir` (sorted by name).
+
+  A manifest that does not parse (torn) raises `atomic_io.TornFileError`
+  naming it and the fix, or is left out with a warning (`skip_torn`).
+  """
   paths = sorted(tf.io.gfile.glob(os.path.join(output_dir, MANIFEST_GLOB)))
   out = []
   for path in paths:
     try:
-      out.append(dict(read_json(path), _path=path))
-    except (ValueError, json.JSONDecodeError) as e:
-      raise ValueError(f'corrupt pseudo-label manifest {path}: {e}') from e
+      out.append(dict(atomic_io.read_json(path, fix=(
+          f'Delete it and rerun pseudo-label job {_job_of(path)}: it relabels '
+          'its shards under the same names (nothing is duplicated).')),
+                      _path=path))
+    except atomic_io.TornFileError as e:
+      if not skip_torn:
+        raise
+      logging.warning('Ignoring a torn pseudo-label manifest: %s', e)
   return out
 
 
@@ -132,7 +146,12 @@ class OutputFolder:
     self.output_dir = output_dir
     self.path = manifest_path(output_dir, shard_index, num_shards)
     settings = json.loads(json.dumps(settings))  # Normalize (tuples...).
-    for other in read_manifests(output_dir):
+    others = read_manifests(output_dir, skip_torn=True)
+    torn = {m['_path'] for m in others} ^ set(tf.io.gfile.glob(
+        os.path.join(output_dir, MANIFEST_GLOB)))
+    if torn - {self.path}:  # Another job's state: only that job can redo it.
+      read_manifests(output_dir)  # Raises, naming the file and the fix.
+    for other in others:
       if other.get('teacher_id') != teacher_id:
         raise ValueError(
             f'{output_dir} holds pseudo labels from another teacher '
@@ -146,8 +165,12 @@ class OutputFolder:
             f'{other.get("num_shards")}, settings={other.get("settings")}); '
             f'this job has task={task}, num_shards={num_shards}, settings='
             f'{settings}: use a new output folder')
-    previous = (read_json(self.path) if tf.io.gfile.exists(self.path)
-                else {})
+    previous = {}
+    if self.path in torn:  # Rebuilt: its shards are relabeled (same names).
+      logging.warning('Manifest %s is torn: relabeling this job\'s shards '
+                      'under the same names.', self.path)
+    elif tf.io.gfile.exists(self.path):
+      previous = read_json(self.path)
     self.manifest = {
         'version': VERSION, 'teacher_id': teacher_id, 'task': task,
         'settings': settings, 'shard_index': shard_index,
@@ -180,7 +203,7 @@ class OutputFolder:
       raise
     if shard.quality_images is not None:
       write_json(path + QUALITY_SUFFIX, shard.quality_images, indent=None)
-    tf.io.gfile.rename(tmp, path, overwrite=True)
+    atomic_io.rename(tmp, path)
     self.manifest['shards'][name] = dict(info, **shard.summary())
     self._update_totals()
     write_json(self.path, self.manifest)

@@ -1,6 +1,8 @@
 """Pseudo-label output folder: shard names, manifests, torn files."""
 import os
 
+import pytest
+
 from st_tf.pseudo_label import runner
 from st_tf.pseudo_label import writer
 from tests.pseudo_label import pixel_teacher
@@ -45,3 +47,29 @@ def test_shard_stems_are_unique_and_keep_unique_base_names():
   moved = writer.shard_stems(['gs://bucket/in/a/x.tfrecord',
                               'gs://bucket/in/b/x.tfrecord'])
   assert moved['gs://bucket/in/a/x.tfrecord'] == stems['/d/a/x.tfrecord']
+
+
+def _tear(path):
+  with open(path) as f:
+    text = f.read()
+  with open(path, 'w') as f:
+    f.write(text[:len(text) // 2])
+
+
+def test_torn_manifest_is_rebuilt_or_named(tmp_path):
+  paths, ids = _two_folders_same_base_name(tmp_path)
+  out = str(tmp_path / 'out')
+  _label(out, paths)
+  _tear(writer.manifest_path(out, 0, 1))
+  manifest = _label(out, paths)  # This job's own manifest: rebuilt.
+  assert manifest['complete'] and manifest['totals']['images_out'] == 6
+  got = tiny.source_ids(tiny.read_records(writer.file_pattern(out)))
+  assert got == sorted(ids)  # Relabeled under the same names: once each.
+  # Another job's torn manifest: refused, naming the file to delete.
+  other = str(tmp_path / 'jobs')
+  _label(other, paths, shard_index=0, num_shards=2)
+  _label(other, paths, shard_index=1, num_shards=2)
+  _tear(writer.manifest_path(other, 1, 2))
+  with pytest.raises(ValueError, match=r'manifest-00001-of-00002.json is torn'
+                     r'.*Delete it and rerun pseudo-label job 00001-of-00002'):
+    _label(other, paths, shard_index=0, num_shards=2)
