@@ -45,6 +45,7 @@ import numpy as np
 import tensorflow as tf
 import tqdm
 
+from st_tf import paths as paths_lib
 from st_tf.data import files as files_lib
 from st_tf.data import schema
 from st_tf.pseudo_label import background
@@ -273,7 +274,9 @@ def pseudo_label(
           for i, t in enumerate(quality_thresholds)])
   selection = detection.BoxSelection(
       score_threshold, dict(class_thresholds or {}), min_box_size, max_boxes)
-  paths = files_lib.match_files(input_pattern)
+  # One spelling of each file (relative / absolute), so resume compares them.
+  paths = sorted(paths_lib.normalize(p)
+                 for p in files_lib.match_files(input_pattern))
   counts = [count_records(p, skip_corrupt) for p in paths]
   if not sum(counts):
     raise ValueError(f'the unlabeled set {input_pattern!r} is empty: its '
