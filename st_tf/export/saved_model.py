@@ -174,10 +174,11 @@ def export_saved_model(model: tf_keras.Model, export_dir: str, *,
 
   Args:
     model: uint8-input model (`SelfTrainingModel` or alike), weights loaded.
-    export_dir: destination directory (replaced if it exists). Written to
-      `<export_dir>.tmp` first, its files listed in `FILE_LIST` (and fsynced
-      on local disks), then renamed; `is_complete` checks the list, so an
-      export renamed object by object (GCS) is not taken for a whole one.
+    export_dir: destination directory (replaced if it exists). Local: written
+      to `<export_dir>.tmp` first, its files fsynced and listed in
+      `FILE_LIST`, then renamed. URLs (gs://, ram://): written in place,
+      `FILE_LIST` last. `is_complete` checks the list, so a partial export
+      (or one copied object by object) is never taken for a whole one.
     input_size: [H, W] of the serving input.
     task: a key of `SERVING_MODULES` ('detection' or 'segmentation').
 
@@ -189,16 +190,20 @@ def export_saved_model(model: tf_keras.Model, export_dir: str, *,
                      f'{sorted(SERVING_MODULES)}')
   module = SERVING_MODULES[task](model, input_size)
   signatures = module.signatures()
-  tmp_dir = export_dir.rstrip('/') + '.tmp'
-  for path in (tmp_dir, export_dir):
+  # Object stores (URLs) have no atomic directory rename (GCS copies object
+  # by object; ram:// has none): write in place, the file list last.
+  local = atomic_io.is_local(export_dir)
+  tmp_dir = export_dir.rstrip('/') + '.tmp' if local else export_dir
+  for path in {tmp_dir, export_dir}:
     if tf.io.gfile.exists(path):
       logging.warning('Replacing existing %s', path)
       tf.io.gfile.rmtree(path)
   tf.io.gfile.makedirs(os.path.dirname(tmp_dir.rstrip('/')) or '.')
   tf.saved_model.save(module, tmp_dir, signatures=signatures)
   _write_file_list(tmp_dir)
-  tf.io.gfile.rename(tmp_dir, export_dir)
-  atomic_io.fsync_dir(os.path.dirname(export_dir.rstrip('/')))
+  if local:
+    tf.io.gfile.rename(tmp_dir, export_dir)
+    atomic_io.fsync_dir(os.path.dirname(export_dir.rstrip('/')))
   logging.info('Exported %s SavedModel to %s', task, export_dir)
   return export_dir
 
