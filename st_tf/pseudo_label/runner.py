@@ -48,6 +48,7 @@ import tqdm
 from st_tf import paths as paths_lib
 from st_tf.data import files as files_lib
 from st_tf.data import schema
+from st_tf.pseudo_label import auto_threshold as auto_lib
 from st_tf.pseudo_label import background
 from st_tf.pseudo_label import detection
 from st_tf.pseudo_label import gallery
@@ -173,6 +174,46 @@ class _ShardSequence:
         pass  # The caller re-raises `error`.
 
 
+def _auto_thresholds(output_dir: str, auto: auto_lib.AutoThreshold,
+                     teacher: teacher_lib.Teacher,
+                     strategy: tf.distribute.Strategy, paths: Sequence[str],
+                     counts: Sequence[int], batch_size: int,
+                     min_box_size: float, max_boxes: int,
+                     nms_iou_threshold: float, pre_nms_top_k: int,
+                     nms_version: str, with_band: bool,
+                     skip_corrupt: bool = False) -> Dict[str, Any]:
+  """`auto`'s thresholds: from an earlier job's manifest, else a probe.
+
+  The probe is the first `auto.num_images` images of ALL input files (not
+  this job's part), so every job of an array chooses the same values.
+  """
+  for manifest in writer_lib.read_manifests(output_dir):
+    if 'auto_threshold' in manifest:
+      logging.info('Reusing the auto thresholds of %s: %s',
+                   manifest['_path'], manifest['auto_threshold'])
+      return manifest['auto_threshold']
+  floor = auto.floor
+  generator = detection.make_generator(
+      floor, max_num_detections=max_boxes,
+      nms_iou_threshold=nms_iou_threshold, pre_nms_top_k=pre_nms_top_k,
+      nms_version=nms_version)
+  probe_selection = detection.BoxSelection(floor, None, min_box_size,
+                                           max_boxes)
+  infer = InferenceStages(teacher, strategy, batch_size, generator, False,
+                          nms_iou_threshold, max_boxes,
+                          selection=probe_selection)
+  units = work_units(paths, counts, 0, 1)
+  scores = auto_lib.probe(
+      infer, inputs.batches(units, teacher.input_size, batch_size,
+                            skip_corrupt),
+      auto.num_images)
+  chosen = auto.choose(scores, with_band)
+  logging.info('Auto thresholds (count matching, no ground truth): %s',
+               chosen)
+  print(f'pseudo_label: auto thresholds {chosen}')
+  return chosen
+
+
 def _check_args(shard_index, num_shards, batch_size, thresholds) -> None:
   if num_shards < 1 or not 0 <= shard_index < num_shards:
     raise ValueError(f'need 0 <= shard_index < num_shards, got shard_index='
@@ -190,11 +231,14 @@ def pseudo_label(
     teacher: Union[teacher_lib.Teacher,
                    teacher_lib.TeacherFactory] = gin.REQUIRED,
     num_classes: Optional[int] = None,
-    score_threshold: float = 0.5,
+    score_threshold: Union[float, str] = 0.5,
     class_thresholds: Optional[Mapping[int, float]] = None,
+    band_low: Union[None, float, str] = None,
+    auto: Optional[auto_lib.AutoThreshold] = None,
     min_box_size: float = 0.0,
     max_boxes: int = 100,
     pixel_threshold: float = 0.5,
+    class_pixel_thresholds: Optional[Mapping[int, float]] = None,
     flip_tta: bool = False,
     batch_size: int = 16,
     shard_index: int = 0,
@@ -225,11 +269,21 @@ def pseudo_label(
     num_classes: the student's class count (background included); the
       teacher must agree (checkpoint teachers: at load; SavedModels: class
       ids are checked per image).
-    score_threshold: detection boxes kept with score >= this.
+    score_threshold: detection boxes kept with score >= this, or 'auto':
+      count matching without ground truth (`auto_threshold.py`; the choice
+      is in the manifest's `auto_threshold`).
     class_thresholds: optional {class id: threshold}.
+    band_low: the ignore band's lower bound (`detection.BoxSelection`):
+      boxes in [band_low, threshold) are written as crowd boxes; None = no
+      band (the paper); 'auto' = count matching at `auto.band_factor` x the
+      human boxes per image.
+    auto: `AutoThreshold` options for 'auto' (default `AutoThreshold()`).
     min_box_size: minimum box height and width (original pixels).
     max_boxes: boxes kept per image.
     pixel_threshold: segmentation pixels with top probability below it -> 255.
+    class_pixel_thresholds: optional {class id: threshold} for the pixels
+      whose argmax is that class (class-balanced pseudo pixels, e.g. {0: 0.9}
+      keeps only confident background while digits use `pixel_threshold`).
     flip_tta: average the teacher over the image and its horizontal flip.
     batch_size: global inference batch (a multiple of the replicas).
     shard_index: this job's index in a job array.
@@ -267,13 +321,19 @@ def pseudo_label(
   output_dir = output_dir or model_dir
   if not output_dir:
     raise ValueError('pseudo_label needs output_dir (or --model_dir)')
+  auto = auto or auto_lib.AutoThreshold()
+  is_auto = {'score_threshold': score_threshold == 'auto',
+             'band_low': band_low == 'auto'}
   _check_args(shard_index, num_shards, batch_size, [
-      ('score_threshold', score_threshold),
       ('pixel_threshold', pixel_threshold)] + [
+          (f'class_pixel_thresholds[{c}]', t)
+          for c, t in (class_pixel_thresholds or {}).items()] + [
           (f'quality_thresholds[{i}]', t)
-          for i, t in enumerate(quality_thresholds)])
-  selection = detection.BoxSelection(
-      score_threshold, dict(class_thresholds or {}), min_box_size, max_boxes)
+          for i, t in enumerate(quality_thresholds)] + [
+              (name, value) for name, value in (
+                  ('score_threshold', score_threshold),
+                  ('band_low', band_low))
+              if value is not None and not is_auto[name]])
   # One spelling of each file (relative / absolute), so resume compares them.
   paths = sorted(paths_lib.normalize(p)
                  for p in files_lib.match_files(input_pattern))
@@ -292,14 +352,44 @@ def pseudo_label(
       not teacher.supports_segmentation_flip):
     raise ValueError('flip_tta for segmentation needs a checkpoint teacher')
   with_quality = resolve_quality(quality, paths[0], teacher.task)
+  chosen = None
+  if any(is_auto.values()) and teacher.task == 'detection':
+    chosen = _auto_thresholds(output_dir, auto, teacher, strategy, paths,
+                              counts, batch_size, min_box_size, max_boxes,
+                              nms_iou_threshold, pre_nms_top_k, nms_version,
+                              with_band=band_low is not None,
+                              skip_corrupt=skip_corrupt)
+    score_threshold = (chosen['score_threshold']
+                       if is_auto['score_threshold'] else score_threshold)
+    band_low = chosen['band_low'] if is_auto['band_low'] else band_low
+    # Quality is also reported at the chosen threshold itself.
+    quality_thresholds = sorted(set(quality_thresholds) |
+                                {round(float(score_threshold), 4)})
+  elif teacher.task == 'detection' and band_low is not None and (
+      band_low > score_threshold):
+    raise ValueError(f'band_low ({band_low}) must be <= score_threshold '
+                     f'({score_threshold})')
+  selection = detection.BoxSelection(
+      0.5 if teacher.task != 'detection' and is_auto['score_threshold']
+      else score_threshold, dict(class_thresholds or {}), min_box_size,
+      max_boxes, None if teacher.task != 'detection' else band_low)
+  selection_settings = selection.as_dict()
+  if chosen is not None:  # The settings say 'auto'; the manifest the value.
+    selection_settings.update(
+        {k: 'auto' for k, v in is_auto.items() if v},
+        auto_threshold=auto.settings())
   settings = {
-      'selection': selection.as_dict(), 'pixel_threshold': pixel_threshold,
+      'selection': selection_settings, 'pixel_threshold': pixel_threshold,
+      'class_pixel_thresholds': {str(k): float(v) for k, v in sorted(
+          (class_pixel_thresholds or {}).items())},
       'flip_tta': flip_tta, 'input_size': list(teacher.input_size),
       'keep_empty_images': keep_empty_images, 'nms_version': nms_version,
       'nms_iou_threshold': nms_iou_threshold, 'input_files': paths}
   folder = writer_lib.OutputFolder(
       output_dir, teacher_id=teacher.teacher_id, task=teacher.task,
       settings=settings, shard_index=shard_index, num_shards=num_shards)
+  if chosen is not None:
+    folder.manifest['auto_threshold'] = chosen
 
   lowest = selection.lowest_threshold()
   quality_threshold = min(quality_thresholds) if with_quality else None
@@ -323,6 +413,7 @@ def pseudo_label(
   else:
     labeler = labeler_lib.SegmentationLabeler(
         pixel_threshold=pixel_threshold,
+        class_pixel_thresholds=class_pixel_thresholds,
         quality_thresholds=quality_thresholds, **options)
   seg_counts: Dict[str, list] = {}
 

@@ -6,7 +6,7 @@ augmentation averages the probabilities of an image and of its flip.
 """
 from __future__ import annotations
 
-from typing import Sequence, Tuple
+from typing import Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 import tensorflow as tf
@@ -69,17 +69,26 @@ def to_original(values: np.ndarray, image_info: np.ndarray) -> np.ndarray:
 
 
 def label_map(confidence: np.ndarray, classes: np.ndarray,
-              pixel_threshold: float) -> np.ndarray:
+              pixel_threshold: float,
+              class_thresholds: Optional[Mapping[int, float]] = None
+              ) -> np.ndarray:
   """Pseudo label map: class where confidence >= threshold, else 255.
 
   Args:
     confidence: float [H, W] top class probability.
     classes: int [H, W] argmax class ids.
     pixel_threshold: in [0, 1].
+    class_thresholds: optional {class id: threshold} for pixels whose
+      argmax is that class (e.g. a higher one for the background, so that
+      rare classes are not under-kept); `pixel_threshold` elsewhere.
 
   Returns:
     uint8 [H, W] class map, `schema.IGNORE_LABEL` (255) = ignore.
   """
-  out = np.asarray(classes).astype(np.uint8)
-  out[np.asarray(confidence) < pixel_threshold] = schema.IGNORE_LABEL
+  classes = np.asarray(classes)
+  out = classes.astype(np.uint8)
+  threshold = np.full(classes.shape, pixel_threshold, np.float32)
+  for cls, value in (class_thresholds or {}).items():
+    threshold[classes == int(cls)] = float(value)
+  out[np.asarray(confidence) < threshold] = schema.IGNORE_LABEL
   return out

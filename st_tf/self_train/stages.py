@@ -117,7 +117,17 @@ def pseudo_label_stats(output_dir: str) -> Dict[str, Any]:
           'images_in': sum(t['images_in'] for t in totals),
           'images_out': images_out, 'labels': labels,
           'labels_per_image': labels / images_out if images_out else 0.0,
+          'score_threshold': _score_threshold(manifests[0]),
           'quality': manifests[0].get('quality')}
+
+
+def _score_threshold(manifest: Dict[str, Any]) -> Optional[float]:
+  """The detection threshold a job used (its auto choice, if any)."""
+  if 'auto_threshold' in manifest:
+    return manifest['auto_threshold']['score_threshold']
+  value = manifest.get('settings', {}).get('selection', {}).get(
+      'score_threshold')
+  return value if isinstance(value, (int, float)) else None
 
 
 def export_dir_for(train_dir: str) -> Optional[str]:

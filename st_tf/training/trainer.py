@@ -186,6 +186,7 @@ def train(model_dir: str = gin.REQUIRED,
           backup_and_restore: bool = False,
           loss_log_every: Optional[int] = None,
           resume_from_last_finite: bool = False,
+          seed: Optional[int] = None,
           callbacks: Sequence[tf_keras.callbacks.Callback] = (),
           ) -> Dict[str, float]:
   """Trains `model` to `train_steps` steps, resuming from `model_dir`.
@@ -218,6 +219,13 @@ def train(model_dir: str = gin.REQUIRED,
       values, resume from the newest finite one instead of raising
       (`finite.restore_finite`). A non-finite loss always stops training
       with `finite.NonFiniteError` before it is checkpointed.
+    seed: if set, `tf_keras.utils.set_random_seed(seed)` before anything
+      is built: Python, NumPy and TensorFlow's global seed, so weight init,
+      the datasets' unseeded shuffles and the augmentation ops' draws all
+      derive from it. Parallel parsing still interleaves the augmentation
+      draws in a varying order: give the dataset builders the same seed
+      (they then parse serially) for runs that repeat exactly (the demo
+      configs do; README "Configs"). None = not seeded.
     callbacks: extra Keras callbacks (not gin-configurable).
 
   Returns:
@@ -232,6 +240,8 @@ def train(model_dir: str = gin.REQUIRED,
   if steps_per_epoch % steps_per_execution:
     raise ValueError(f'steps_per_epoch ({steps_per_epoch}) must be a '
                      f'multiple of steps_per_execution ({steps_per_execution}).')
+  if seed is not None:
+    tf_keras.utils.set_random_seed(int(seed))
   strategy = _call_or_value(strategy)
   chief = strategy_lib.is_chief(strategy)
   tf.io.gfile.makedirs(model_dir)

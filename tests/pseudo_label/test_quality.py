@@ -127,3 +127,12 @@ def test_coco_ap_equals_cocoeval_with_every_area_range():
     got = quality.coco_ap(images, threshold)
     assert 0 < got['ap'] < 1
     assert got == pytest.approx(want, abs=0, rel=0)
+
+
+def test_label_map_class_thresholds_balance_background_and_digits():
+  confidence = np.array([[0.95, 0.6], [0.6, 0.35]], np.float32)
+  classes = np.array([[0, 0], [3, 3]])
+  plain = segmentation.label_map(confidence, classes, 0.5)
+  np.testing.assert_array_equal(plain, [[0, 0], [3, 255]])
+  balanced = segmentation.label_map(confidence, classes, 0.3, {0: 0.9})
+  np.testing.assert_array_equal(balanced, [[0, 255], [3, 3]])

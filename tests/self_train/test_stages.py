@@ -86,7 +86,8 @@ def test_summary_markdown_reports_gain_baseline_and_times(tmp_path):
       summary_lib.round_entry(1, record(0.5, 4), record(0.625, 4),
                               'mean_iou', pseudo, 4, '/x/export/4')]
   base = summary_lib.baseline_entry(record(0.5, 9), 'mean_iou', 9,
-                                    expected_steps=8, final_student_value=0.625)
+                                    expected_steps=8,
+                                    final_student=rounds[-1]['student'])
   result = summary_lib.build('mean_iou', rounds, base,
                              [{'name': 's', 'seconds': 1.5, 'status': 'ran'}])
   markdown = summary_lib.write(str(tmp_path), result)
