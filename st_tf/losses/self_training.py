@@ -13,9 +13,11 @@ model (checkpointed with it), start at the values of the first batch that
 has the part (flags `initialized_h` / `initialized_p`), and are updated with
 the cross-replica mean of the losses so every replica holds the same value.
 
-When the batch has no pseudo example (`has_pseudo` False), the pseudo term
-and its normalization vanish: every combiner returns `L_h` and m_p is left
-unchanged.
+When the batch has no pseudo example (`has_pseudo` False on every
+replica), the pseudo term and its normalization vanish: every combiner
+returns `L_h` and m_p is left unchanged. Under a strategy the combination is
+that of the global batch (`_global_parts`): a replica without pseudo
+examples still weighs its L_h by 1 / (1 + a) when another replica has some.
 
 Combiners are registered by name in `COMBINERS` and as gin configurables of
 the same name (`SelfTrainingModel.combiner = @normalized()`).
@@ -127,7 +129,10 @@ class LossCombiner(tf_keras.layers.Layer):
     flag.assign(tf.where(present, 1.0, flag))
 
   def update_averages(self, human_loss, pseudo_loss, has_human, has_pseudo):
-    """Updates m_h, m_p with the cross-replica mean of the present parts."""
+    """Updates m_h, m_p with the cross-replica mean of the present parts.
+
+    Returns (replicas whose batch has human examples, ... pseudo ones).
+    """
     stats = tf.stack([
         tf.stop_gradient(tf.cast(human_loss, tf.float32)),
         tf.stop_gradient(tf.cast(pseudo_loss, tf.float32)),
@@ -143,23 +148,43 @@ class LossCombiner(tf_keras.layers.Layer):
     mean_p = tf.math.divide_no_nan(stats[1], stats[3])
     self._update(self.m_h, self.initialized_h, mean_h, stats[2] > 0)
     self._update(self.m_p, self.initialized_p, mean_p, stats[3] > 0)
+    return stats[2], stats[3]  # Replicas whose batch has each part.
+
+  def _global_parts(self, has_human, has_pseudo, counts):
+    """(any replica has pseudo, human scale, pseudo scale) of this replica.
+
+    The gradient is the replicas' mean of their losses; scaling a present
+    part by replicas / (replicas holding it) makes that mean the loss of the
+    global batch, whose L_h, L_p are the means over the replicas holding
+    them (as m_h, m_p are), also when one replica has no pseudo example.
+    """
+    ctx = tf.distribute.get_replica_context()
+    replicas = float(ctx.num_replicas_in_sync) if ctx is not None else 1.0
+    n_h, n_p = counts
+    scale = lambda present, n: tf.where(  # pylint: disable=g-long-lambda
+        present, replicas / tf.maximum(n, 1.0), 0.0)
+    return n_p > 0, scale(has_human, n_h), scale(has_pseudo, n_p)
 
   def call(self, human_loss, pseudo_loss, has_human, has_pseudo,
            training=None):
     human_loss = tf.cast(human_loss, tf.float32)
     pseudo_loss = tf.cast(pseudo_loss, tf.float32)
+    any_pseudo, human_scale, pseudo_scale = has_pseudo, 1.0, 1.0
     if training is None or training:
-      self.update_averages(human_loss, pseudo_loss, has_human, has_pseudo)
+      any_pseudo, human_scale, pseudo_scale = self._global_parts(
+          has_human, has_pseudo, self.update_averages(
+              human_loss, pseudo_loss, has_human, has_pseudo))
       self.steps.assign(self.steps + 1.0)
     m_h = tf.identity(self.m_h)
     m_p = tf.identity(self.m_p)
     a = self.current_pseudo_weight()
-    pseudo_w = tf.where(has_pseudo, self.effective_pseudo_weight(m_h, m_p, a),
+    pseudo_w = tf.where(any_pseudo, self.effective_pseudo_weight(m_h, m_p, a),
                         0.)
     pseudo_w = tf.stop_gradient(pseudo_w)
     human_w = tf.stop_gradient(
-        tf.where(has_pseudo, self.human_weight(a), 1.0))
-    loss = human_w * human_loss + pseudo_w * pseudo_loss
+        tf.where(any_pseudo, self.human_weight(a), 1.0))
+    loss = (human_w * human_scale * human_loss +
+            pseudo_w * pseudo_scale * pseudo_loss)
     return loss, {'m_h': m_h, 'm_p': m_p, 'pseudo_weight': pseudo_w,
                   'human_weight': human_w, 'a': a}
 

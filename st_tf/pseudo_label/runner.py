@@ -45,6 +45,7 @@ import numpy as np
 import tensorflow as tf
 import tqdm
 
+from st_tf import paths as paths_lib
 from st_tf.data import files as files_lib
 from st_tf.data import schema
 from st_tf.pseudo_label import auto_threshold as auto_lib
@@ -124,16 +125,18 @@ class _ShardSequence:
   as a later unit shows up, after the background worker wrote its rows."""
 
   def __init__(self, folder: writer_lib.OutputFolder,
-               units: Sequence[WorkUnit], worker: background.BackgroundWorker,
+               units: Sequence[WorkUnit], names: Sequence[str],
+               worker: background.BackgroundWorker,
                labeler, on_event: Optional[Callable[[str, str], None]]):
     self.folder, self.units, self.worker = folder, units, worker
+    self.names = list(names)  # Shard name of each unit.
     self.labeler, self.on_event = labeler, on_event
     self.index = -1  # The open unit.
     self.context = self.shard = None
     self.seg_counts: Dict[str, list] = {}
 
   def name(self, index: int) -> str:
-    return writer_lib.shard_name(*self.units[index][:3])
+    return self.names[index]
 
   def advance_to(self, index: int):
     """Closes the open shard(s) before `index`; returns shard `index`."""
@@ -177,7 +180,8 @@ def _auto_thresholds(output_dir: str, auto: auto_lib.AutoThreshold,
                      counts: Sequence[int], batch_size: int,
                      min_box_size: float, max_boxes: int,
                      nms_iou_threshold: float, pre_nms_top_k: int,
-                     nms_version: str, with_band: bool) -> Dict[str, Any]:
+                     nms_version: str, with_band: bool,
+                     skip_corrupt: bool = False) -> Dict[str, Any]:
   """`auto`'s thresholds: from an earlier job's manifest, else a probe.
 
   The probe is the first `auto.num_images` images of ALL input files (not
@@ -200,7 +204,8 @@ def _auto_thresholds(output_dir: str, auto: auto_lib.AutoThreshold,
                           selection=probe_selection)
   units = work_units(paths, counts, 0, 1)
   scores = auto_lib.probe(
-      infer, inputs.batches(units, teacher.input_size, batch_size),
+      infer, inputs.batches(units, teacher.input_size, batch_size,
+                            skip_corrupt),
       auto.num_images)
   chosen = auto.choose(scores, with_band)
   logging.info('Auto thresholds (count matching, no ground truth): %s',
@@ -243,6 +248,7 @@ def pseudo_label(
     pre_nms_top_k: int = 200,
     nms_version: str = 'batched',
     keep_empty_images: bool = True,
+    min_labels_per_image: float = 0.0,
     gallery_size: int = 8,
     strategy: Union[Callable[[], tf.distribute.Strategy],
                     tf.distribute.Strategy] = strategy_lib.get_strategy,
@@ -250,6 +256,7 @@ def pseudo_label(
     max_pending_batches: int = 4,
     overlap_post: bool = False,
     quality: Union[str, bool] = 'auto',
+    skip_corrupt: bool = False,
     on_event: Optional[Callable[[str, str], None]] = None,
 ) -> Dict[str, Any]:
   """Pseudo-labels this job's part of `input_pattern` into `output_dir`.
@@ -287,6 +294,10 @@ def pseudo_label(
     pre_nms_top_k: candidates per class before NMS ('v1'/'v2' only).
     nms_version: Model Garden NMS version of the pseudo-label generator.
     keep_empty_images: write images without any pseudo label too.
+    min_labels_per_image: refuse (`writer.EmptyPseudoLabelsError`, job not
+      marked complete) pseudo labels with fewer boxes (detection) or labeled
+      pixels (segmentation) per written image; 0 only warns when there is
+      none. Writing no image at all is always refused.
     gallery_size: images drawn into `gallery-<job>.png` (0: none).
     strategy: strategy or factory (`get_strategy`).
     model_dir: alias of `output_dir` (set by `--model_dir`).
@@ -299,6 +310,9 @@ def pseudo_label(
     quality: score the pseudo labels against the input records' ground
       truth: 'auto' (when the first input record holds ground truth), True
       (required: ValueError without ground truth) or False (skip; faster).
+    skip_corrupt: label the readable records of a corrupt or truncated
+      input file and skip the rest of it (logged); else a ValueError names
+      the file.
     on_event: test hook `fn(kind, shard)`, kind in {'batch', 'shard'}.
 
   Returns:
@@ -320,8 +334,10 @@ def pseudo_label(
                   ('score_threshold', score_threshold),
                   ('band_low', band_low))
               if value is not None and not is_auto[name]])
-  paths = files_lib.match_files(input_pattern)
-  counts = [count_records(p) for p in paths]
+  # One spelling of each file (relative / absolute), so resume compares them.
+  paths = sorted(paths_lib.normalize(p)
+                 for p in files_lib.match_files(input_pattern))
+  counts = [count_records(p, skip_corrupt) for p in paths]
   if not sum(counts):
     raise ValueError(f'the unlabeled set {input_pattern!r} is empty: its '
                      f'{len(paths)} files hold no record')
@@ -341,7 +357,8 @@ def pseudo_label(
     chosen = _auto_thresholds(output_dir, auto, teacher, strategy, paths,
                               counts, batch_size, min_box_size, max_boxes,
                               nms_iou_threshold, pre_nms_top_k, nms_version,
-                              with_band=band_low is not None)
+                              with_band=band_low is not None,
+                              skip_corrupt=skip_corrupt)
     score_threshold = (chosen['score_threshold']
                        if is_auto['score_threshold'] else score_threshold)
     band_low = chosen['band_low'] if is_auto['band_low'] else band_low
@@ -400,9 +417,10 @@ def pseudo_label(
         quality_thresholds=quality_thresholds, **options)
   seg_counts: Dict[str, list] = {}
 
-  pending, unscored = [], []
+  stems = writer_lib.shard_stems(paths)
+  pending, pending_names, unscored = [], [], []
   for unit in units:
-    name = writer_lib.shard_name(unit[0], unit[1], unit[2])
+    name = writer_lib.shard_name(unit[0], unit[1], unit[2], stems[unit[0]])
     if folder.is_done(name):
       logging.info('Skipping finished shard %s', name)
       if with_quality:
@@ -415,6 +433,7 @@ def pseudo_label(
           unscored.append(name)  # Finished by a run with quality=False.
     else:
       pending.append(unit)
+      pending_names.append(name)
   if unscored:
     logging.warning('Quality is computed without the %d finished shards that '
                     'were labeled with quality scoring off: %s',
@@ -425,9 +444,11 @@ def pseudo_label(
                      background.BackgroundWorker(2 * max_pending_batches)
                  ) as worker:
     bar.update(total - sum(u[3] for u in pending))
-    shards = _ShardSequence(folder, pending, worker, labeler, on_event)
+    shards = _ShardSequence(folder, pending, pending_names, worker, labeler,
+                            on_event)
     try:
-      for batch in inputs.batches(pending, teacher.input_size, batch_size):
+      for batch in inputs.batches(pending, teacher.input_size, batch_size,
+                                  skip_corrupt):
         if overlap_post:
           result = _Result(infer.network(batch['image'], batch['image_info']))
           worker.submit(result.compute, infer.post)
@@ -458,11 +479,13 @@ def pseudo_label(
       result = quality_lib.detection_quality(scored, quality_thresholds)
   elif with_quality and seg_counts:
     result = quality_lib.segmentation_quality(seg_counts)
-  manifest = folder.finish(result)
   if labeler.tiles:
     path = gallery.save_gallery(
         f'{output_dir}/gallery-{shard_index:05d}.png', labeler.tiles)
     logging.info('Gallery: %s', path)
+  writer_lib.check_usable(folder.totals(), output_dir, teacher.teacher_id,
+                          min_labels_per_image)
+  manifest = folder.finish(result)
   logging.info('Pseudo-labeled %d images (%s); quality: %s',
                manifest['totals']['images_out'], output_dir, result)
   return manifest

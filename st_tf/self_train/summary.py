@@ -27,8 +27,7 @@ from __future__ import annotations
 import os
 from typing import Any, Dict, List, Optional
 
-import tensorflow as tf
-
+from st_tf import atomic_io
 from st_tf.self_train import stages
 
 JSON_FILE = 'summary.json'
@@ -161,6 +160,5 @@ def write(model_dir: str, summary: Dict[str, Any]) -> str:
   """Writes summary.json and summary.md; returns the Markdown."""
   stages.write_json(os.path.join(model_dir, JSON_FILE), summary)
   markdown = to_markdown(summary)
-  with tf.io.gfile.GFile(os.path.join(model_dir, MARKDOWN_FILE), 'w') as f:
-    f.write(markdown)
+  atomic_io.write_text(os.path.join(model_dir, MARKDOWN_FILE), markdown)
   return markdown

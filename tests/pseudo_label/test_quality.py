@@ -58,10 +58,14 @@ def test_label_map_flip_average_and_crop():
   np.testing.assert_array_equal(label == 255, top < 0.5)
   np.testing.assert_array_equal(
       label[top >= 0.5], probs[0].numpy().argmax(-1)[top >= 0.5])
-  # A 2x3 image scaled x2 into the padded 4x6 frame maps back to 2x3.
-  info = np.array([[2, 3], [4, 6], [2, 2], [0, 0]], np.float32)
-  padded = np.zeros([8, 8, 2], np.float32)
-  assert segmentation.to_original(padded, info).shape == (2, 3, 2)
+  # A 2x3 image scaled x2 (4x6) into an 8x8 padded frame maps back to 2x3.
+  # Model Garden's image_info row 1 is the desired (padded) size, 8x8.
+  info = np.array([[2, 3], [8, 8], [2, 2], [0, 0]], np.float32)
+  padded = np.full([8, 8, 2], -1.0, np.float32)
+  padded[:4, :6] = 1.0
+  back = segmentation.to_original(padded, info)
+  assert back.shape == (2, 3, 2)
+  np.testing.assert_array_equal(back, np.ones([2, 3, 2], np.float32))
 
 
 def test_failed_shard_leaves_nothing(tmp_path):
