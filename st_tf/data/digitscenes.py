@@ -234,7 +234,9 @@ def _split_sizes(layout: Layout, sizes: Mapping[str, Optional[int]]
   return out
 
 
-def _check_generate_args(seed: int, num_shards: int, image_format: str):
+def check_generate_args(seed: int, num_shards: int, image_format: str
+                        ) -> None:
+  """ValueError for a negative seed, no shard or an unknown image format."""
   if seed < 0:
     raise ValueError(f'seed must be >= 0, got {seed}')
   if num_shards < 1:
@@ -285,7 +287,7 @@ def generate(output_dir: str,
   sizes = _split_sizes(spec, {'labeled': num_labeled,
                               'unlabeled': num_unlabeled, 'val': num_val,
                               'test': num_test})
-  _check_generate_args(seed, num_shards, image_format)
+  check_generate_args(seed, num_shards, image_format)
   tf.io.gfile.makedirs(output_dir)
   paths, splits_meta = {}, {}
   for split, count in sizes.items():

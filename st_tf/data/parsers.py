@@ -104,8 +104,10 @@ def crowd_background_weights(anchor_boxes: Dict[str, tf.Tensor],
   iou = box_ops.bbox_overlap(anchors[None], crowd_boxes[None])[0]  # [A, C]
   on = (iou >= iou_threshold) & (area > 0)[None, :]
   weights = tf.where(on, tf.cast(crowd_weights, tf.float32)[None, :], 1.0)
-  factor = tf.reduce_min(tf.concat([weights, tf.ones_like(iou[:, :1])], 1),
-                         axis=1)
+  # The ones column keeps the minimum finite (1) when there is no crowd box.
+  factor = tf.reduce_min(
+      tf.concat([weights, tf.ones([tf.shape(iou)[0], 1], tf.float32)], 1),
+      axis=1)
   return tf.where(targets > 0, 1.0, factor)
 
 

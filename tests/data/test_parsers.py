@@ -150,3 +150,15 @@ def test_crowd_handling_weights_background_anchors_on_band_boxes(
 def test_crowd_handling_rejects_unknown_value():
   with pytest.raises(ValueError, match='crowd_handling'):
     _parser(crowd_handling='maybe')
+
+
+@pytest.mark.parametrize('handling', ['ignore', 'soft'])
+def test_crowd_handling_without_crowd_boxes_changes_nothing(handling):
+  # A regression: with no crowd box the weight factor was +inf (the min of
+  # an empty row), and the student's loss NaN.
+  for num_boxes in (0, 2):
+    data = _detection(num_boxes, teacher_id='t')
+    _, labels = _parser(policy='eval', crowd_handling=handling)(data)
+    _, plain = _parser(policy='eval')(data)
+    np.testing.assert_array_equal(labels['cls_weights'].numpy(),
+                                  plain['cls_weights'].numpy())

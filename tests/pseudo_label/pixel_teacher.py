@@ -12,6 +12,7 @@ import numpy as np
 import tensorflow as tf
 
 from st_tf.data import schema
+from st_tf.pseudo_label import runner
 from st_tf.pseudo_label import teacher as teacher_lib
 
 NUM_CLASSES = 4
@@ -66,3 +67,11 @@ def write_records(path: str, images: Sequence[np.ndarray],
     for source_id, image in zip(ids, images):
       w.write(schema.unlabeled_example(image, source_id).SerializeToString())
   return ids
+
+
+def label(out: str, pattern, **kwargs) -> dict:
+  """`runner.pseudo_label` with a 32 px PixelTeacher, quality off."""
+  return runner.pseudo_label(
+      output_dir=out, input_pattern=pattern,
+      teacher=PixelTeacher((32, 32)), num_classes=NUM_CLASSES,
+      batch_size=2, gallery_size=0, quality=False, **kwargs)

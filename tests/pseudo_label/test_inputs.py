@@ -2,7 +2,6 @@
 import pytest
 
 from st_tf.pseudo_label import inputs
-from st_tf.pseudo_label import runner
 from st_tf.pseudo_label import writer
 from tests.pseudo_label import pixel_teacher
 from tests.pseudo_label import tiny
@@ -24,12 +23,7 @@ def _files(tmp_path):
   return [good, bad], ids
 
 
-def _label(out, paths, **kwargs):
-  return runner.pseudo_label(
-      output_dir=out, input_pattern=paths,
-      teacher=pixel_teacher.PixelTeacher((32, 32)),
-      num_classes=pixel_teacher.NUM_CLASSES, batch_size=2, gallery_size=0,
-      quality=False, **kwargs)
+_label = pixel_teacher.label
 
 
 def test_corrupt_file_is_named_or_skipped_with_skip_corrupt(tmp_path):

@@ -3,7 +3,6 @@ import os
 
 import pytest
 
-from st_tf.pseudo_label import runner
 from st_tf.pseudo_label import writer
 from tests.pseudo_label import pixel_teacher
 from tests.pseudo_label import tiny
@@ -20,12 +19,7 @@ def _two_folders_same_base_name(tmp_path):
   return [str(tmp_path / f / 'x-00000.tfrecord') for f in 'ab'], ids
 
 
-def _label(out, pattern, **kwargs):
-  return runner.pseudo_label(
-      output_dir=out, input_pattern=pattern,
-      teacher=pixel_teacher.PixelTeacher((32, 32)),
-      num_classes=pixel_teacher.NUM_CLASSES, batch_size=2, gallery_size=0,
-      quality=False, **kwargs)
+_label = pixel_teacher.label
 
 
 def test_input_files_with_the_same_base_name_are_labeled_once(tmp_path):

@@ -17,9 +17,7 @@ import tf_keras
 
 from st_tf import main as main_lib
 from st_tf.training import trainer
-
-_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(
-    os.path.abspath(__file__))))
+from tests.self_train import smoke
 STUDENT_STEPS = 8
 
 
@@ -55,12 +53,8 @@ class Probe(tf_keras.callbacks.Callback):
 
 
 def main(model_dir: str, data: str, events: str) -> None:
-  main_lib.parse_config([os.path.join(_ROOT, 'gin/demo/digitscenes_smoke.gin')],
-                        [f"SMOKE_DATA_DIR = '{data}'",
-                         f"LABELED_PATTERN = '{data}/labeled-*'",
-                         f"UNLABELED_PATTERN = '{data}/unlabeled-*'",
-                         f"VAL_PATTERN = '{data}/val-*'",
-                         f"VAL_ANNOTATIONS = '{data}/val.json'",
+  main_lib.parse_config([smoke.SMOKE_GIN], smoke.data_bindings(data) +
+                        [
                          f'STUDENT_STEPS = {STUDENT_STEPS}',
                          'student/train.steps_per_epoch = 2',
                          'self_train.baseline = False',

@@ -13,10 +13,8 @@ from st_tf.self_train import runner
 from st_tf.training import init as init_lib
 from st_tf.self_train import stages
 from tests.pseudo_label import tiny
+from tests.self_train import smoke
 
-_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(
-    os.path.abspath(__file__))))
-_SMOKE = os.path.join(_ROOT, 'gin', 'demo', 'digitscenes_smoke.gin')
 
 _STAGES = ['round_0/teacher/train', 'round_0/teacher/eval',
            'round_0/teacher/eval_test',
@@ -27,15 +25,7 @@ _STAGES = ['round_0/teacher/train', 'round_0/teacher/eval',
 
 
 def _parse_smoke(tmp_path):
-  data = str(tmp_path / 'data')
-  main.parse_config([_SMOKE], [
-      f"SMOKE_DATA_DIR = '{data}'",
-      f"LABELED_PATTERN = '{data}/labeled-*'",
-      f"UNLABELED_PATTERN = '{data}/unlabeled-*'",
-      f"VAL_PATTERN = '{data}/val-*'",
-      f"VAL_ANNOTATIONS = '{data}/val.json'",
-      f"TEST_PATTERN = '{data}/test-*'",
-      f"TEST_ANNOTATIONS = '{data}/test.json'"])
+  smoke.parse(str(tmp_path / 'data'))
 
 
 def _mtimes(model_dir):

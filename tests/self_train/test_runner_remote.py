@@ -1,29 +1,19 @@
 """`--mode=self_train` with its model_dir on ram:// (stands in for GCS)."""
-import os
-
 import tensorflow as tf
 
 from st_tf import main
 from st_tf.export import saved_model
 from st_tf.self_train import stages
 from tests import ram
+from tests.self_train import smoke
 
-_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(
-    os.path.abspath(__file__))))
-_SMOKE = os.path.join(_ROOT, 'gin', 'demo', 'digitscenes_smoke.gin')
 
 
 def test_smoke_pipeline_on_ram_runs_then_skips(tmp_path):
   # DigitScenes is made by local worker processes ("prepare" says so); the
   # pipeline's own outputs all go to ram://.
   data = str(tmp_path / 'data')
-  main.parse_config([_SMOKE], [
-      f"SMOKE_DATA_DIR = '{data}'",
-      f"LABELED_PATTERN = '{data}/labeled-*'",
-      f"UNLABELED_PATTERN = '{data}/unlabeled-*'",
-      f"VAL_PATTERN = '{data}/val-*'",
-      f"VAL_ANNOTATIONS = '{data}/val.json'",
-      'self_train.baseline = False'])
+  smoke.parse(data, 'self_train.baseline = False')
   model_dir = ram.folder('self_train')
   result = main.run('self_train', model_dir)
   student = f'{model_dir}/round_0/student'
