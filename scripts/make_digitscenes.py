@@ -2,7 +2,7 @@ r"""Generates the DigitScenes dataset (see st_tf/data/digitscenes.py).
 
   python scripts/make_digitscenes.py --output_dir=/tmp/digitscenes
 
-Writes ``{labeled,unlabeled,val}-*.tfrecord`` shards, ``<split>.json`` COCO
+Writes ``{labeled,unlabeled,val[,test]}-*.tfrecord`` shards, ``<split>.json`` COCO
 annotations and the ``digitscenes.json`` metadata file. With
 ``--num_classification=N`` it also writes the backbone pre-training parts
 (st_tf/data/digitscenes_classification.py): ``classification-*.tfrecord``
@@ -23,13 +23,19 @@ from st_tf.data import digitscenes_classification
 
 _OUTPUT_DIR = flags.DEFINE_string(
     'output_dir', None, 'Folder to write the dataset to.', required=True)
+_LAYOUT = flags.DEFINE_enum(
+    'layout', digitscenes.DEFAULT_LAYOUT, sorted(digitscenes.LAYOUTS),
+    'Which digit pool each split draws from: v2 = small labeled pool, 4.5x '
+    'larger unlabeled pool, val and test pools (the self-training demos); '
+    'v1 = labeled and unlabeled share a pool, no test split.')
 _NUM_LABELED = flags.DEFINE_integer(
-    'num_labeled', digitscenes.DEFAULT_NUM_LABELED, 'Labeled scenes.')
+    'num_labeled', None, 'Labeled scenes (default: the layout\'s).')
 _NUM_UNLABELED = flags.DEFINE_integer(
-    'num_unlabeled', digitscenes.DEFAULT_NUM_UNLABELED,
+    'num_unlabeled', None,
     'Unlabeled scenes (labels are kept in the records for evaluation).')
-_NUM_VAL = flags.DEFINE_integer(
-    'num_val', digitscenes.DEFAULT_NUM_VAL, 'Validation scenes.')
+_NUM_VAL = flags.DEFINE_integer('num_val', None, 'Validation scenes.')
+_NUM_TEST = flags.DEFINE_integer('num_test', None,
+                                 'Test scenes (layout v2 only).')
 _SEED = flags.DEFINE_integer('seed', 0, 'Random seed (>= 0).')
 _NUM_SHARDS = flags.DEFINE_integer(
     'num_shards', 4, 'Maximum number of TFRecord shards per split.')
@@ -53,7 +59,7 @@ def main(argv):
   paths = digitscenes.generate(
       _OUTPUT_DIR.value, num_labeled=_NUM_LABELED.value,
       num_unlabeled=_NUM_UNLABELED.value, num_val=_NUM_VAL.value,
-      seed=_SEED.value, num_shards=_NUM_SHARDS.value,
+      num_test=_NUM_TEST.value, layout=_LAYOUT.value, seed=_SEED.value, num_shards=_NUM_SHARDS.value,
       num_workers=_NUM_WORKERS.value, image_format=_IMAGE_FORMAT.value,
       write_images=_WRITE_IMAGES.value)
   meta = digitscenes.load_metadata(_OUTPUT_DIR.value)

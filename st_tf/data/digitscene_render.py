@@ -34,19 +34,34 @@ class DigitPool(NamedTuple):
   indices: np.ndarray
 
 
+NUM_SOURCE_DIGITS = 1797  # len(sklearn.datasets.load_digits().target)
+
+
 @functools.lru_cache(maxsize=None)
-def digit_pools() -> Dict[str, DigitPool]:
-  """Returns {'train': pool of labeled/unlabeled, 'val': pool of val}."""
+def _all_digits() -> DigitPool:
   from sklearn import datasets  # pylint: disable=g-import-not-at-top
   digits = datasets.load_digits()
-  images = digits.images.astype(np.float32) / 16.0
   labels = digits.target.astype(np.int64)
-  cut = int(round(len(labels) * (1.0 - VAL_POOL_FRACTION)))
-  index = np.arange(len(labels), dtype=np.int64)
-  return {
-      'train': DigitPool(images[:cut], labels[:cut], index[:cut]),
-      'val': DigitPool(images[cut:], labels[cut:], index[cut:]),
-  }
+  return DigitPool(digits.images.astype(np.float32) / 16.0, labels,
+                   np.arange(len(labels), dtype=np.int64))
+
+
+@functools.lru_cache(maxsize=None)
+def pool_block(start: int, end: int) -> DigitPool:
+  """The source digits with `load_digits` indices in [start, end)."""
+  if not 0 <= start < end <= NUM_SOURCE_DIGITS:
+    raise ValueError(f'digit pool block [{start}, {end}) must lie in '
+                     f'[0, {NUM_SOURCE_DIGITS}) and be non-empty')
+  digits = _all_digits()
+  return DigitPool(digits.images[start:end], digits.labels[start:end],
+                   digits.indices[start:end])
+
+
+def digit_pools() -> Dict[str, DigitPool]:
+  """Layout v1's pools: {'train': labeled + unlabeled, 'val': val}."""
+  cut = int(round(NUM_SOURCE_DIGITS * (1.0 - VAL_POOL_FRACTION)))
+  return {'train': pool_block(0, cut),
+          'val': pool_block(cut, NUM_SOURCE_DIGITS)}
 
 
 # ----------------------------------------------------------------- scenes ---

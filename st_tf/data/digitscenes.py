@@ -19,19 +19,27 @@ Labels (one record serves both tasks):
   intensity > 0.5) = class id, background 0. A digit painted later covers the
   strokes of an earlier one; boxes stay the full extent of each digit.
 
-Splits: ``labeled``, ``unlabeled`` and ``val``. ``unlabeled`` records keep
-their labels so that pseudo-label quality can be measured; training simply
-ignores them. Source digits: `load_digits` carries no writer ids. Its 1797
-samples are the UCI "optdigits" test set (13 writers); we split them by
-contiguous index blocks, the first 75% (indices 0..1347) as the pool for
-``labeled`` and ``unlabeled``, the last 25% (1348..1796) for ``val``, so the
-two pools share no digit sample. That the UCI file is ordered by writer is an
-assumption we could not verify: the pools are disjoint in samples, and
-probably, not certainly, in writers.
+Splits and layouts. Source digits: `load_digits` carries no writer ids. Its
+1797 samples are the UCI "optdigits" test set (13 writers); every split draws
+from a contiguous index block of them (a "pool"). That the UCI file is
+ordered by writer is an assumption we could not verify: pools are disjoint in
+samples, and probably, not certainly, in writers. ``unlabeled`` records keep
+their labels so that pseudo-label quality can be measured; training ignores
+them. Two layouts (`LAYOUTS`):
+
+* ``v2`` (the self-training demos): ``labeled`` (250 scenes) from a SMALL pool
+  (indices 0..199, ~20 samples per digit), ``unlabeled`` (8000 scenes) from a
+  4.5x larger pool the labeled scenes never show (200..1099), ``val`` (500,
+  1100..1449) to choose recipes on and ``test`` (500, 1450..1796) to report
+  on. The regime of the paper: few labels, many unlabeled images holding what
+  the labeled ones lack.
+* ``v1`` (the first layout, kept for `scripts/reproduce_paper.py` and the
+  pre-training crops): ``labeled`` (1000) and ``unlabeled`` (4000) share one
+  pool (0..1347), ``val`` (500) has its own (1348..1796); no ``test``.
 
 Source ids are numeric strings (Model Garden's eval parser casts them to
 int64): ``split_code * 1_000_000 + index`` with codes labeled=1,
-unlabeled=2, val=3; the COCO JSON uses the same integers as image ids.
+unlabeled=2, val=3, test=4; the COCO JSON uses the same integers as image ids.
 
 Every scene is drawn from ``np.random.default_rng([seed, split_code,
 index])``, so the output is byte-identical for a seed whatever the sharding
@@ -41,9 +49,10 @@ TensorFlow is used only to encode and write records. Images are stored JPEG
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
-from typing import Dict, List, Optional
+from typing import Dict, List, Mapping, Optional, Tuple
 
 import gin
 import numpy as np
@@ -53,60 +62,105 @@ import tensorflow as tf
 from st_tf import atomic_io
 from st_tf.data import schema
 from st_tf.data.digitscene_render import (  # re-exported  # noqa: F401
-    IMAGE_SIZE, VAL_POOL_FRACTION, DigitPool, digit_pools, make_scene)
+    IMAGE_SIZE, VAL_POOL_FRACTION, DigitPool, digit_pools, make_scene,
+    pool_block)
 from st_tf.data import sharded_writer
 
-SPLITS = ('labeled', 'unlabeled', 'val')
+SPLITS = ('labeled', 'unlabeled', 'val', 'test')
 NUM_CLASSES = 11  # 10 digits + background
 CLASS_NAMES = ('background',) + tuple(str(d) for d in range(10))
 METADATA_FILE = 'digitscenes.json'
-DEFAULT_NUM_LABELED = 1000
-DEFAULT_NUM_UNLABELED = 4000
-DEFAULT_NUM_VAL = 500
-SPLIT_CODES = {'labeled': 1, 'unlabeled': 2, 'val': 3}
+SPLIT_CODES = {'labeled': 1, 'unlabeled': 2, 'val': 3, 'test': 4}
 SOURCE_ID_BLOCK = 1_000_000
+
+
+@dataclasses.dataclass(frozen=True)
+class Layout:
+  """Which digit pool each split draws from, and default scene counts.
+
+  Attributes:
+    name: 'v1' or 'v2' (see the module docstring).
+    pools: split -> [start, end) block of `load_digits` indices.
+    sizes: split -> default number of scenes.
+  """
+  name: str
+  pools: Mapping[str, Tuple[int, int]]
+  sizes: Mapping[str, int]
+
+  @property
+  def splits(self) -> Tuple[str, ...]:
+    return tuple(s for s in SPLITS if s in self.pools)
+
+
+LAYOUTS = {
+    'v1': Layout('v1', {'labeled': (0, 1348), 'unlabeled': (0, 1348),
+                        'val': (1348, 1797)},
+                 {'labeled': 1000, 'unlabeled': 4000, 'val': 500}),
+    'v2': Layout('v2', {'labeled': (0, 200), 'unlabeled': (200, 1100),
+                        'val': (1100, 1450), 'test': (1450, 1797)},
+                 {'labeled': 250, 'unlabeled': 8000, 'val': 500,
+                  'test': 500}),
+}
+DEFAULT_LAYOUT = 'v1'
+DEFAULT_NUM_LABELED = LAYOUTS['v1'].sizes['labeled']
+DEFAULT_NUM_UNLABELED = LAYOUTS['v1'].sizes['unlabeled']
+DEFAULT_NUM_VAL = LAYOUTS['v1'].sizes['val']
 
 # A scene costs ~4 ms of CPU, a writer process ~10 s of TF import: one
 # process is faster below this many scenes per split.
 _MIN_SCENES_PER_WORKER = 10000
 
 
-def pool_for_split(split: str) -> DigitPool:
-  """The digit pool a split draws from ('val' -> val pool, else train)."""
-  _check_split(split)
-  return digit_pools()['val' if split == 'val' else 'train']
+def get_layout(layout: str) -> Layout:
+  """The `Layout` named `layout`; ValueError naming the known ones."""
+  if layout not in LAYOUTS:
+    raise ValueError(f'unknown DigitScenes layout {layout!r}; expected one '
+                     f'of {sorted(LAYOUTS)}')
+  return LAYOUTS[layout]
 
 
-def _check_split(split: str) -> None:
-  if split not in SPLITS:
-    raise ValueError(f'unknown DigitScenes split {split!r}; expected {SPLITS}')
+def pool_for_split(split: str, layout: str = DEFAULT_LAYOUT) -> DigitPool:
+  """The digit pool `split` draws from in `layout`."""
+  _check_split(split, layout)
+  return pool_block(*get_layout(layout).pools[split])
+
+
+def _check_split(split: str, layout: str = DEFAULT_LAYOUT) -> None:
+  splits = get_layout(layout).splits
+  if split not in splits:
+    raise ValueError(f'unknown DigitScenes split {split!r} for layout '
+                     f'{layout!r}; expected one of {splits}')
 
 
 def source_id(split: str, index: int) -> int:
   """Numeric source id (also the COCO image id) of scene `index` of `split`."""
-  _check_split(split)
+  if split not in SPLIT_CODES:
+    raise ValueError(f'unknown DigitScenes split {split!r}; expected {SPLITS}')
   if not 0 <= index < SOURCE_ID_BLOCK:
     raise ValueError(f'scene index {index} outside [0, {SOURCE_ID_BLOCK})')
   return SPLIT_CODES[split] * SOURCE_ID_BLOCK + index
 
 
-def scene_for(split: str, index: int, seed: int, size: int = IMAGE_SIZE):
+def scene_for(split: str, index: int, seed: int, size: int = IMAGE_SIZE,
+              layout: str = DEFAULT_LAYOUT):
   """The deterministic scene `index` of `split` for `seed` (see make_scene)."""
   rng = np.random.default_rng([seed, SPLIT_CODES[split], index])
-  return make_scene(rng, pool_for_split(split), size)
+  return make_scene(rng, pool_for_split(split, layout), size)
 
 
 # ---------------------------------------------------------------- writing ---
 def make_example(item: dict) -> tf.train.Example:
   """Work item -> record holding the detection and segmentation keys.
 
-  `item` has 'split', 'index', 'seed', 'size' and optionally 'image_format'
-  ('jpeg' default, or 'png'; the mask is always PNG) and 'image_dir' (also
-  save the image as ``<image_dir>/<index:06d>.png``).
+  `item` has 'split', 'index', 'seed', 'size' and optionally 'layout'
+  (default 'v1'), 'image_format' ('jpeg' default, or 'png'; the mask is
+  always PNG) and 'image_dir' (also save the image as
+  ``<image_dir>/<index:06d>.png``).
   """
   split, index = item['split'], item['index']
-  image, boxes, classes, mask = scene_for(split, index, item['seed'],
-                                          item['size'])
+  image, boxes, classes, mask = scene_for(
+      split, index, item['seed'], item['size'],
+      item.get('layout', DEFAULT_LAYOUT))
   size = image.shape[0]
   area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]) * size**2
   example = schema.detection_example(
@@ -124,7 +178,8 @@ def make_example(item: dict) -> tf.train.Example:
 
 def file_pattern(output_dir: str, split: str) -> str:
   """Glob of the TFRecord shards of `split` in `output_dir`."""
-  _check_split(split)
+  if split not in SPLITS:
+    raise ValueError(f'unknown DigitScenes split {split!r}; expected {SPLITS}')
   return os.path.join(output_dir, f'{split}-*.tfrecord')
 
 
@@ -160,16 +215,49 @@ def _coco_from_records(paths: List[str], split: str) -> dict:
           'categories': categories}
 
 
+def _split_sizes(layout: Layout, sizes: Mapping[str, Optional[int]]
+                 ) -> Dict[str, int]:
+  """Scene count per split of `layout`: `sizes[split]`, else the default."""
+  out = {}
+  for split in layout.splits:
+    n = sizes.get(split)
+    n = layout.sizes[split] if n is None else int(n)
+    if not 0 <= n < SOURCE_ID_BLOCK:
+      raise ValueError(f'num_{split} must be in [0, {SOURCE_ID_BLOCK}), '
+                       f'got {n}')
+    out[split] = n
+  unknown = [s for s, n in sizes.items()
+             if n is not None and s not in layout.splits]
+  if unknown:
+    raise ValueError(f'layout {layout.name!r} has no split {unknown[0]!r} '
+                     f'(its splits: {layout.splits})')
+  return out
+
+
+def check_generate_args(seed: int, num_shards: int, image_format: str
+                        ) -> None:
+  """ValueError for a negative seed, no shard or an unknown image format."""
+  if seed < 0:
+    raise ValueError(f'seed must be >= 0, got {seed}')
+  if num_shards < 1:
+    raise ValueError(f'num_shards must be >= 1, got {num_shards}')
+  if image_format not in ('jpeg', 'png'):
+    raise ValueError(f"image_format must be 'jpeg' or 'png', got "
+                     f'{image_format!r}')
+
+
 def generate(output_dir: str,
-             num_labeled: int = DEFAULT_NUM_LABELED,
-             num_unlabeled: int = DEFAULT_NUM_UNLABELED,
-             num_val: int = DEFAULT_NUM_VAL,
+             num_labeled: Optional[int] = None,
+             num_unlabeled: Optional[int] = None,
+             num_val: Optional[int] = None,
              seed: int = 0,
              num_shards: int = 4,
              image_size: int = IMAGE_SIZE,
              num_workers: Optional[int] = None,
              image_format: str = 'jpeg',
-             write_images: bool = False) -> Dict[str, List[str]]:
+             write_images: bool = False,
+             layout: str = DEFAULT_LAYOUT,
+             num_test: Optional[int] = None) -> Dict[str, List[str]]:
   """Writes DigitScenes to `output_dir`.
 
   Writes ``{split}-0000i-of-0000n.tfrecord`` shards (n = min(num_shards,
@@ -178,10 +266,10 @@ def generate(output_dir: str,
 
   Args:
     output_dir: output folder (created; local or any tf.io.gfile path).
-    num_labeled: number of labeled scenes.
-    num_unlabeled: number of unlabeled scenes (labels kept in the records).
-    num_val: number of validation scenes (disjoint digit pool).
-    seed: non-negative int; the output is a pure function of it and sizes.
+    num_labeled, num_unlabeled, num_val, num_test: scenes per split; None =
+      the layout's default (`LAYOUTS`). `num_test` only for layout 'v2'.
+    seed: non-negative int; the output is a pure function of it, the
+      layout and the sizes.
     num_shards: maximum number of shards per split.
     image_size: scene height and width in pixels.
     num_workers: writer processes; default 1 below 10000 scenes per split,
@@ -190,36 +278,29 @@ def generate(output_dir: str,
     image_format: 'jpeg' (quality 95; ~15x cheaper to encode than PNG for
       these noisy scenes) or 'png' (lossless). Masks are always PNG.
     write_images: also save PNGs to ``output_dir/images/<split>/``.
+    layout: 'v1' or 'v2': which digit pool each split draws from.
 
   Returns:
     Dict split -> list of shard paths.
   """
-  sizes = {'labeled': num_labeled, 'unlabeled': num_unlabeled,
-           'val': num_val}
-  for split, n in sizes.items():
-    if not 0 <= n < SOURCE_ID_BLOCK:
-      raise ValueError(f'num_{split} must be in [0, {SOURCE_ID_BLOCK}), '
-                       f'got {n}')
-  if seed < 0:
-    raise ValueError(f'seed must be >= 0, got {seed}')
-  if num_shards < 1:
-    raise ValueError(f'num_shards must be >= 1, got {num_shards}')
-  if image_format not in ('jpeg', 'png'):
-    raise ValueError(f"image_format must be 'jpeg' or 'png', got "
-                     f'{image_format!r}')
+  spec = get_layout(layout)
+  sizes = _split_sizes(spec, {'labeled': num_labeled,
+                              'unlabeled': num_unlabeled, 'val': num_val,
+                              'test': num_test})
+  check_generate_args(seed, num_shards, image_format)
   tf.io.gfile.makedirs(output_dir)
   paths, splits_meta = {}, {}
-  for split in SPLITS:
+  for split, count in sizes.items():
     image_dir = None
     if write_images:
       image_dir = os.path.join(output_dir, 'images', split)
       tf.io.gfile.makedirs(image_dir)
     items = [{'split': split, 'index': i, 'seed': seed, 'size': image_size,
-              'image_format': image_format, 'image_dir': image_dir}
-             for i in range(sizes[split])]
+              'image_format': image_format, 'image_dir': image_dir,
+              'layout': layout} for i in range(count)]
     result = sharded_writer.write_sharded(
         items, make_example, os.path.join(output_dir, split),
-        num_shards=max(1, min(num_shards, sizes[split])),
+        num_shards=max(1, min(num_shards, count)),
         num_workers=num_workers, min_items_per_worker=_MIN_SCENES_PER_WORKER,
         desc=f'digitscenes/{split}')
     paths[split] = result.paths
@@ -230,16 +311,13 @@ def generate(output_dir: str,
         'files': [os.path.basename(p) for p in result.paths],
         'coco_json': f'{split}.json',
         'source_id_offset': SPLIT_CODES[split] * SOURCE_ID_BLOCK,
-        'digit_pool': 'val' if split == 'val' else 'train',
+        'digit_pool': list(spec.pools[split]),
     }
-  pools = digit_pools()
   atomic_io.write_json(os.path.join(output_dir, METADATA_FILE), {
-      'name': 'digitscenes', 'version': 1, 'seed': seed,
+      'name': 'digitscenes', 'version': 2, 'layout': layout, 'seed': seed,
       'image_size': image_size, 'image_format': image_format,
       'num_classes': NUM_CLASSES,
       'class_names': list(CLASS_NAMES), 'splits': splits_meta,
-      'digit_pools': {k: [int(p.indices[0]), int(p.indices[-1]) + 1]
-                      for k, p in pools.items()},
   })
   return paths
 
@@ -257,20 +335,26 @@ def load_metadata(output_dir: str) -> dict:
 def is_complete(output_dir: str, *, num_labeled: Optional[int] = None,
                 num_unlabeled: Optional[int] = None,
                 num_val: Optional[int] = None, seed: Optional[int] = None,
-                image_size: Optional[int] = None) -> bool:
+                image_size: Optional[int] = None,
+                layout: Optional[str] = None,
+                num_test: Optional[int] = None) -> bool:
   """True if a finished DigitScenes (metadata + all shards + JSONs) is there.
 
-  Optional arguments, when given, must also match the stored metadata.
+  Optional arguments, when given, must also match the stored metadata
+  (a folder written before layouts existed is layout 'v1').
   """
   try:
     meta = load_metadata(output_dir)
+    stored_layout = meta.get('layout', 'v1')
     wanted = {'labeled': num_labeled, 'unlabeled': num_unlabeled,
-              'val': num_val}
+              'val': num_val, 'test': num_test}
+    if layout is not None and stored_layout != layout:
+      return False
     if seed is not None and meta['seed'] != seed:
       return False
     if image_size is not None and meta['image_size'] != image_size:
       return False
-    for split in SPLITS:
+    for split in get_layout(stored_layout).splits:
       info = meta['splits'][split]
       if wanted[split] is not None and info['num_examples'] != wanted[split]:
         return False
@@ -284,18 +368,28 @@ def is_complete(output_dir: str, *, num_labeled: Optional[int] = None,
 
 @gin.configurable
 def ensure_digitscenes(output_dir: str = gin.REQUIRED,
-                       num_labeled: int = DEFAULT_NUM_LABELED,
-                       num_unlabeled: int = DEFAULT_NUM_UNLABELED,
-                       num_val: int = DEFAULT_NUM_VAL,
-                       seed: int = 0) -> str:
+                       num_labeled: Optional[int] = None,
+                       num_unlabeled: Optional[int] = None,
+                       num_val: Optional[int] = None,
+                       seed: int = 0,
+                       layout: str = DEFAULT_LAYOUT,
+                       num_test: Optional[int] = None) -> str:
   """Generates DigitScenes in `output_dir` unless a matching copy is there.
 
   Used by the demo configs (`prepare.fns = [@ensure_digitscenes]`) so the
-  README's run command works on a clean checkout. Returns `output_dir`.
+  README's run command works on a clean checkout. Sizes default to the
+  layout's (`LAYOUTS`). Returns `output_dir`.
   """
-  if not is_complete(output_dir, num_labeled=num_labeled,
-                     num_unlabeled=num_unlabeled, num_val=num_val, seed=seed):
-    print(f'DigitScenes not found in {output_dir}: generating it.')
-    generate(output_dir, num_labeled=num_labeled, num_unlabeled=num_unlabeled,
-             num_val=num_val, seed=seed)
+  spec = get_layout(layout)
+  sizes = _split_sizes(spec, {'labeled': num_labeled,
+                              'unlabeled': num_unlabeled, 'val': num_val,
+                              'test': num_test})
+  if not is_complete(output_dir, seed=seed, layout=layout,
+                     num_labeled=sizes['labeled'],
+                     num_unlabeled=sizes['unlabeled'], num_val=sizes['val'],
+                     num_test=sizes.get('test')):
+    print(f'DigitScenes (layout {layout}) not found in {output_dir}: '
+          'generating it.')
+    generate(output_dir, seed=seed, layout=layout, **{
+        f'num_{split}': n for split, n in sizes.items()})
   return output_dir

@@ -51,6 +51,7 @@ from official.vision.data import tf_example_builder
 from official.vision.data import tf_example_feature_key as mg_keys
 
 from st_tf import atomic_io
+from st_tf.data import digitscenes
 from st_tf.data import sharded_writer
 from st_tf.data.digitscene_render import CROP_SIZE, digit_pools, make_digit_crop
 
@@ -172,17 +173,11 @@ def generate_classification(output_dir: str,
     if not 1 <= n < SOURCE_ID_BLOCK:
       raise ValueError(f'{split} size must be in [1, {SOURCE_ID_BLOCK}), '
                        f'got {n}')
-  if seed < 0:
-    raise ValueError(f'seed must be >= 0, got {seed}')
-  if num_shards < 1:
-    raise ValueError(f'num_shards must be >= 1, got {num_shards}')
+  digitscenes.check_generate_args(seed, num_shards, image_format)
   if image_size < CROP_SIZE:
     raise ValueError(f'image_size must be >= {CROP_SIZE}, got {image_size}')
   if max_jitter < 0:
     raise ValueError(f'max_jitter must be >= 0, got {max_jitter}')
-  if image_format not in ('jpeg', 'png'):
-    raise ValueError(f"image_format must be 'jpeg' or 'png', got "
-                     f'{image_format!r}')
   tf.io.gfile.makedirs(output_dir)
   paths, splits_meta = {}, {}
   for split in SPLITS:

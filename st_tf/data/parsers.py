@@ -29,6 +29,7 @@ from official.vision.ops import preprocess_ops
 from st_tf.data import augment
 
 MODES = ('train', 'eval')
+CROWD_HANDLING = ('drop', 'ignore', 'soft')
 PolicyArg = Union[str, augment.AugmentPolicy]
 
 
@@ -67,6 +68,49 @@ class _Parser(mg_parser.Parser):
     return traced[seed](data)
 
 
+def _crowd_flags(data: dict) -> tf.Tensor:
+  """bool [N] crowd flag per box (all False when the record has none)."""
+  classes = data['groundtruth_classes']
+  flags = tf.cast(data['groundtruth_is_crowd'], tf.bool)
+  return tf.cond(tf.equal(tf.size(flags), tf.shape(classes)[0]),
+                 lambda: flags, lambda: tf.zeros_like(classes, tf.bool))
+
+
+def crowd_background_weights(anchor_boxes: Dict[str, tf.Tensor],
+                             cls_targets: Dict[str, tf.Tensor],
+                             crowd_boxes: tf.Tensor, crowd_weights: tf.Tensor,
+                             iou_threshold: float) -> tf.Tensor:
+  """Classification weight factor per anchor from crowd boxes.
+
+  Args:
+    anchor_boxes: {level: [h, w, 4A]} pixel yxyx anchors (the labeler's).
+    cls_targets: {level: [h, w, A]} the labeler's class targets (> 0
+      positive; Model Garden gives -1 to background and ignored anchors).
+    crowd_boxes: float [C, 4] pixel yxyx crowd boxes (zero-area rows, e.g.
+      cropped away, affect nothing).
+    crowd_weights: float [C] weight of the background anchors on each box.
+    iou_threshold: an anchor is on a box when IoU >= this.
+
+  Returns:
+    float32 [num_anchors] (flattened like the labeler's `cls_weights`): the
+    smallest weight of the crowd boxes a non-positive anchor is on, else 1.
+  """
+  anchors = tf.concat([tf.reshape(a, [-1, 4]) for a in anchor_boxes.values()],
+                      0)
+  targets = tf.concat([tf.reshape(t, [-1]) for t in cls_targets.values()], 0)
+  crowd_boxes = tf.reshape(tf.cast(crowd_boxes, tf.float32), [-1, 4])
+  area = ((crowd_boxes[:, 2] - crowd_boxes[:, 0]) *
+          (crowd_boxes[:, 3] - crowd_boxes[:, 1]))
+  iou = box_ops.bbox_overlap(anchors[None], crowd_boxes[None])[0]  # [A, C]
+  on = (iou >= iou_threshold) & (area > 0)[None, :]
+  weights = tf.where(on, tf.cast(crowd_weights, tf.float32)[None, :], 1.0)
+  # The ones column keeps the minimum finite (1) when there is no crowd box.
+  factor = tf.reduce_min(
+      tf.concat([weights, tf.ones([tf.shape(iou)[0], 1], tf.float32)], 1),
+      axis=1)
+  return tf.where(targets > 0, 1.0, factor)
+
+
 @gin.configurable
 class DetectionParser(_Parser):
   """Decoded detection dict -> (uint8 image, RetinaNet labels)."""
@@ -85,7 +129,9 @@ class DetectionParser(_Parser):
                max_num_instances: int = 100,
                skip_crowd_during_training: bool = True,
                pad: bool = True,
-               mode: str = 'train'):
+               mode: str = 'train',
+               crowd_handling: str = 'drop',
+               crowd_iou: float = 0.4):
     """Initializes the parser.
 
     Args:
@@ -97,10 +143,25 @@ class DetectionParser(_Parser):
       match_threshold, unmatched_threshold, box_coder_weights: Model Garden's
         `anchor.AnchorLabeler`.
       max_num_instances: eval groundtruths are padded to this many boxes.
-      skip_crowd_during_training: drop crowd boxes in 'train' mode.
+      skip_crowd_during_training: drop crowd boxes in 'train' mode (with
+        `crowd_handling='drop'`).
       pad: pad the image to a multiple of 2**max_level (as Model Garden).
       mode: 'train' or 'eval'.
+      crowd_handling: what crowd boxes (COCO crowds; the ignore band of
+        pseudo labels, see `pseudo_label.detection.BoxSelection.band_low`)
+        do to the background anchors on them in 'train' mode: 'drop' (Model
+        Garden's: removed, their anchors train as background), 'ignore'
+        (those anchors get no classification loss) or 'soft' (their loss is
+        weighted by 1 - the box's score, the teacher's own background
+        confidence, as Soft Teacher weights background by the teacher).
+        Anchors matched to a non-crowd box are never changed.
+      crowd_iou: an anchor is "on" a crowd box when their IoU >= this.
     """
+    if crowd_handling not in CROWD_HANDLING:
+      raise ValueError(f'DetectionParser.crowd_handling must be one of '
+                       f'{CROWD_HANDLING}, got {crowd_handling!r}')
+    self._crowd_handling = crowd_handling
+    self._crowd_iou = float(crowd_iou)
     self._output_size = list(output_size)
     self._mode = _check_mode(mode)
     self._policy = augment.get_policy(policy)
@@ -125,8 +186,14 @@ class DetectionParser(_Parser):
     return list(self._padded_size)
 
   def _labels(self, boxes: tf.Tensor, classes: tf.Tensor,
-              image_info: tf.Tensor, data: dict) -> Dict[str, tf.Tensor]:
-    """RetinaNet targets for pixel boxes [N, 4] in the padded image."""
+              image_info: tf.Tensor, data: dict,
+              crowd: Optional[Tuple[tf.Tensor, tf.Tensor]] = None
+              ) -> Dict[str, tf.Tensor]:
+    """RetinaNet targets for pixel boxes [N, 4] in the padded image.
+
+    `crowd`: optional (pixel boxes [C, 4], background weights [C]) that
+    scale the classification weight of the background anchors on them.
+    """
     keep = box_ops.get_non_empty_box_indices(boxes)
     boxes = tf.gather(boxes, keep)
     classes = tf.gather(classes, keep)
@@ -134,6 +201,9 @@ class DetectionParser(_Parser):
     cls_targets, box_targets, _, cls_weights, box_weights = (
         self._labeler.label_anchors(anchor_boxes, boxes,
                                     tf.expand_dims(classes, axis=1)))
+    if crowd is not None:
+      cls_weights = cls_weights * crowd_background_weights(
+          anchor_boxes, cls_targets, crowd[0], crowd[1], self._crowd_iou)
     return {
         'cls_targets': cls_targets,
         'box_targets': box_targets,
@@ -157,17 +227,37 @@ class DetectionParser(_Parser):
     """
     boxes = data['groundtruth_boxes']
     classes = data['groundtruth_classes']
+    if self._crowd_handling != 'drop':
+      return self._parse_train_with_crowd(data)
     if self._skip_crowd:
-      not_crowd = tf.logical_not(tf.cast(data['groundtruth_is_crowd'],
-                                         tf.bool))
-      not_crowd = tf.cond(
-          tf.equal(tf.size(not_crowd), tf.shape(classes)[0]),
-          lambda: not_crowd, lambda: tf.ones_like(classes, tf.bool))
+      not_crowd = tf.logical_not(_crowd_flags(data))
       boxes = tf.boolean_mask(boxes, not_crowd)
       classes = tf.boolean_mask(classes, not_crowd)
     image, boxes, image_info = self._policy.augment_detection(
         data['image'], boxes, self._output_size, self._padded_size)
     return image, self._labels(boxes, classes, image_info, data)
+
+  def _parse_train_with_crowd(self, data: dict):
+    """`_parse_train_data` keeping crowd boxes as weighted background."""
+    is_crowd = _crowd_flags(data)
+    scores = data.get('groundtruth_scores')
+    if scores is None:
+      scores = tf.ones_like(data['groundtruth_classes'], tf.float32)
+    weight = (tf.zeros_like(scores) if self._crowd_handling == 'ignore'
+              else 1.0 - tf.cast(scores, tf.float32))
+    # Crowd boxes travel through the same augmentation as the others.
+    order = tf.argsort(tf.cast(is_crowd, tf.int32), stable=True)
+    boxes = tf.gather(data['groundtruth_boxes'], order)
+    classes = tf.gather(data['groundtruth_classes'], order)
+    weight = tf.gather(weight, order)
+    num_hard = tf.reduce_sum(1 - tf.cast(is_crowd, tf.int32))
+    image, boxes, image_info = self._policy.augment_detection(
+        data['image'], boxes, self._output_size, self._padded_size)
+    n = tf.shape(classes)[0]
+    boxes = boxes[:n]  # Model Garden's dummy row for zero boxes goes.
+    crowd = (boxes[num_hard:], weight[num_hard:])
+    return image, self._labels(boxes[:num_hard], classes[:num_hard],
+                               image_info, data, crowd)
 
   def _parse_eval_data(self, data: dict):
     """Resizes (no augmentation) and labels one example.

@@ -46,7 +46,10 @@ def checkpoint_step(path: str) -> int:
 
   Falls back to the ``-N`` suffix of the path when no `step` was saved.
   """
-  reader = tf.train.load_checkpoint(path)
+  # Not tf.train.load_checkpoint: it asks gfile.isdir(path) first, which is
+  # true for a prefix like `ram://d/ckpt-7` on filesystems without real
+  # directories (ram://), and then looks for a `checkpoint` file inside.
+  reader = tf.compat.v1.train.NewCheckpointReader(path)
   if reader.has_tensor(_STEP_KEY):
     return int(reader.get_tensor(_STEP_KEY))
   match = re.search(r'-(\d+)$', path)

@@ -15,7 +15,6 @@ the `groundtruths` dict the Model Garden eval parser puts in the labels.
 """
 from __future__ import annotations
 
-import json
 import os
 from typing import Any, Dict, Iterable, List, Mapping, Optional
 
@@ -25,6 +24,8 @@ import numpy as np
 import tensorflow as tf
 import tf_keras
 from official.vision.evaluation import coco_evaluator
+
+from st_tf import atomic_io
 
 DETECTION_KEYS = ('detection_boxes', 'detection_scores', 'detection_classes',
                   'num_detections')
@@ -172,8 +173,7 @@ class CocoDetectionEvaluator:
   def write_results_json(self, path: str) -> str:
     """Writes the COCO results list to `path` (JSON); returns `path`."""
     tf.io.gfile.makedirs(os.path.dirname(path) or '.')
-    with tf.io.gfile.GFile(path, 'w') as f:
-      json.dump(self._results, f)
+    atomic_io.write_json(path, self._results)
     return path
 
 

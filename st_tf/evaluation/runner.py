@@ -18,7 +18,6 @@ Outputs in `model_dir`: `eval_metrics.json` (``{"step", "checkpoint",
 """
 from __future__ import annotations
 
-import json
 import os
 from typing import Any, Callable, Dict, Optional
 
@@ -27,6 +26,7 @@ import gin
 import tensorflow as tf
 import tf_keras
 
+from st_tf import atomic_io
 from st_tf.evaluation import checkpoints
 # Imported so that `@evaluate_detection` / `@evaluate_segmentation` resolve.
 from st_tf.evaluation import coco  # pylint: disable=unused-import
@@ -63,10 +63,7 @@ def write_metrics(model_dir: str, step: int, checkpoint: str,
   path = os.path.join(model_dir, METRICS_FILE)
   record = {'step': int(step), 'checkpoint': checkpoint,
             'metrics': {k: float(v) for k, v in metrics.items()}}
-  tmp = path + '.tmp'
-  with tf.io.gfile.GFile(tmp, 'w') as f:
-    json.dump(record, f, indent=2, sort_keys=True)
-  tf.io.gfile.rename(tmp, path, overwrite=True)
+  atomic_io.write_json(path, record, indent=2, sort_keys=True)
   writer = tf.summary.create_file_writer(os.path.join(model_dir, EVAL_SUBDIR))
   with writer.as_default():
     for name, value in metrics.items():

@@ -38,8 +38,11 @@ import tensorflow as tf
 import tf_keras
 from official.vision.ops import preprocess_ops
 
+from st_tf import atomic_io
 from st_tf.evaluation import checkpoints
 
+# Written last into an export: {relative path: bytes} of every file in it.
+FILE_LIST = 'st_tf_export_files.json'
 DETECTION_KEYS = ('detection_boxes', 'detection_scores', 'detection_classes',
                   'num_detections')
 
@@ -171,8 +174,11 @@ def export_saved_model(model: tf_keras.Model, export_dir: str, *,
 
   Args:
     model: uint8-input model (`SelfTrainingModel` or alike), weights loaded.
-    export_dir: destination directory (replaced if it exists). Written to
-      `<export_dir>.tmp` first and renamed, so it is never half-written.
+    export_dir: destination directory (replaced if it exists). Local: written
+      to `<export_dir>.tmp` first, its files fsynced and listed in
+      `FILE_LIST`, then renamed. URLs (gs://, ram://): written in place,
+      `FILE_LIST` last. `is_complete` checks the list, so a partial export
+      (or one copied object by object) is never taken for a whole one.
     input_size: [H, W] of the serving input.
     task: a key of `SERVING_MODULES` ('detection' or 'segmentation').
 
@@ -184,16 +190,63 @@ def export_saved_model(model: tf_keras.Model, export_dir: str, *,
                      f'{sorted(SERVING_MODULES)}')
   module = SERVING_MODULES[task](model, input_size)
   signatures = module.signatures()
-  tmp_dir = export_dir.rstrip('/') + '.tmp'
-  for path in (tmp_dir, export_dir):
+  # Object stores (URLs) have no atomic directory rename (GCS copies object
+  # by object; ram:// has none): write in place, the file list last.
+  local = atomic_io.is_local(export_dir)
+  tmp_dir = export_dir.rstrip('/') + '.tmp' if local else export_dir
+  for path in {tmp_dir, export_dir}:
     if tf.io.gfile.exists(path):
       logging.warning('Replacing existing %s', path)
       tf.io.gfile.rmtree(path)
   tf.io.gfile.makedirs(os.path.dirname(tmp_dir.rstrip('/')) or '.')
   tf.saved_model.save(module, tmp_dir, signatures=signatures)
-  tf.io.gfile.rename(tmp_dir, export_dir)
+  _write_file_list(tmp_dir)
+  if local:
+    tf.io.gfile.rename(tmp_dir, export_dir)
+    atomic_io.fsync_dir(os.path.dirname(export_dir.rstrip('/')))
   logging.info('Exported %s SavedModel to %s', task, export_dir)
   return export_dir
+
+
+def _files(directory: str) -> Dict[str, int]:
+  """{path relative to `directory`: size in bytes} of its files."""
+  out = {}
+  for root, _, names in tf.io.gfile.walk(directory):
+    for name in names:
+      path = os.path.join(root, name)
+      out[os.path.relpath(path, directory)] = tf.io.gfile.stat(path).length
+  return out
+
+
+def _write_file_list(directory: str) -> None:
+  """Makes the files durable (local) and lists them in `FILE_LIST`."""
+  files = _files(directory)
+  for name in files:
+    atomic_io.sync(os.path.join(directory, name))
+  atomic_io.write_json(os.path.join(directory, FILE_LIST), files, indent=1,
+                       sort_keys=True)
+
+
+def is_complete(export_dir: str) -> bool:
+  """Whether `export_dir` holds a whole export of `export_saved_model`.
+
+  Its `FILE_LIST` must be there and every file it lists present with its
+  size: on object stores (GCS) the directory rename copies object by object,
+  so `saved_model.pb` alone can be there while variables are still missing.
+  """
+  path = os.path.join(export_dir, FILE_LIST)
+  if not tf.io.gfile.exists(path):
+    return False
+  try:
+    files = atomic_io.read_json(path)
+  except atomic_io.TornFileError as e:
+    logging.warning('%s; the export is treated as incomplete.', e)
+    return False
+  for name, size in files.items():
+    full = os.path.join(export_dir, name)
+    if not tf.io.gfile.exists(full) or tf.io.gfile.stat(full).length != size:
+      return False
+  return 'saved_model.pb' in files
 
 
 @gin.configurable

@@ -11,7 +11,7 @@ from a single forward pass.
 """
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any, Mapping, Optional
 
 import gin
 import tensorflow as tf
@@ -42,7 +42,9 @@ def detection_loss(outputs: Mapping[str, Any],
                    focal_alpha: float = 0.25,
                    focal_gamma: float = 1.5,
                    huber_delta: float = 0.1,
-                   box_loss_weight: float = 50.) -> dict[str, tf.Tensor]:
+                   box_loss_weight: float = 50.,
+                   pseudo_box_loss_weight: Optional[float] = None
+                   ) -> dict[str, tf.Tensor]:
   """RetinaNet loss of the examples selected by `example_weight`.
 
   The per-anchor focal and Huber terms are computed once and then reduced
@@ -64,6 +66,11 @@ def detection_loss(outputs: Mapping[str, Any],
     focal_gamma: focal loss gamma.
     huber_delta: Huber delta on the encoded box targets.
     box_loss_weight: weight of the box loss in `total`.
+    pseudo_box_loss_weight: if set, the box-loss weight of the SECOND part
+      of a [2, B] `example_weight` -- the pseudo part of a student batch
+      (`SelfTrainingModel` passes [human, pseudo]). 0 trains the pseudo
+      boxes for classification only (as Unbiased Teacher). One-part calls
+      (eval, teacher) always use `box_loss_weight`.
 
   Returns:
     dict of float32 scalars (or [P] vectors): `total` = cls + box_loss_weight
@@ -107,8 +114,16 @@ def detection_loss(outputs: Mapping[str, Any],
   normalizer = num_positives + 1.0  # Model Garden's zero guard.
   cls_loss = part_sum(cls_per_example) / normalizer
   box_loss = part_sum(box_per_example) / normalizer
+  weights = tf.constant(box_loss_weight, tf.float32)
+  if pseudo_box_loss_weight is not None and weight.shape.rank == 2:
+    if weight.shape[0] != 2:
+      raise ValueError('st_tf/losses/detection.py: pseudo_box_loss_weight '
+                       'needs example_weight [2, B] (human, pseudo), got '
+                       f'shape {weight.shape}.')
+    weights = tf.constant([box_loss_weight, pseudo_box_loss_weight],
+                          tf.float32)
   return {
-      'total': cls_loss + box_loss_weight * box_loss,
+      'total': cls_loss + weights * box_loss,
       'cls': cls_loss,
       'box': box_loss,
       'num_positives': num_positives,

@@ -13,9 +13,11 @@ model (checkpointed with it), start at the values of the first batch that
 has the part (flags `initialized_h` / `initialized_p`), and are updated with
 the cross-replica mean of the losses so every replica holds the same value.
 
-When the batch has no pseudo example (`has_pseudo` False), the pseudo term
-and its normalization vanish: every combiner returns `L_h` and m_p is left
-unchanged.
+When the batch has no pseudo example (`has_pseudo` False on every
+replica), the pseudo term and its normalization vanish: every combiner
+returns `L_h` and m_p is left unchanged. Under a strategy the combination is
+that of the global batch (`_global_parts`): a replica without pseudo
+examples still weighs its L_h by 1 / (1 + a) when another replica has some.
 
 Combiners are registered by name in `COMBINERS` and as gin configurables of
 the same name (`SelfTrainingModel.combiner = @normalized()`).
@@ -69,11 +71,15 @@ class LossCombiner(tf_keras.layers.Layer):
                pseudo_weight: float = 1.0,
                momentum: float = 0.99,
                epsilon: float = 1e-8,
+               warmup_steps: int = 0,
                **kwargs):
     """Creates the combiner.
 
     Args:
       pseudo_weight: the paper's `a`, weight of the pseudo part (>= 0).
+      warmup_steps: if > 0, `a` ramps up linearly from 0 over the first
+        `warmup_steps` training calls (counted in the checkpointed `steps`
+        variable, so a resumed run continues the ramp).
       momentum: moving average momentum, `m <- momentum * m + (1 - momentum)
         * L` (in [0, 1)).
       epsilon: guard on m_p in the ratio m_h / m_p.
@@ -87,7 +93,11 @@ class LossCombiner(tf_keras.layers.Layer):
     if not 0.0 <= momentum < 1.0:
       raise ValueError('st_tf/losses/self_training.py: momentum must be in '
                        f'[0, 1), got {momentum}.')
+    if warmup_steps < 0:
+      raise ValueError('st_tf/losses/self_training.py: warmup_steps must be '
+                       f'>= 0, got {warmup_steps}.')
     self.pseudo_weight = float(pseudo_weight)
+    self.warmup_steps = int(warmup_steps)
     self.momentum = float(momentum)
     self.epsilon = float(epsilon)
     # ON_WRITE + ONLY_FIRST_REPLICA: assignable in replica context under a
@@ -102,11 +112,12 @@ class LossCombiner(tf_keras.layers.Layer):
     self.m_p = make('m_p')
     self.initialized_h = make('initialized_h')
     self.initialized_p = make('initialized_p')
+    self.steps = make('steps')  # training calls so far (pseudo warm-up)
 
   def get_config(self) -> dict:
     config = super().get_config()
     config.update(pseudo_weight=self.pseudo_weight, momentum=self.momentum,
-                  epsilon=self.epsilon)
+                  epsilon=self.epsilon, warmup_steps=self.warmup_steps)
     return config
 
   def _update(self, var, flag, value, present):
@@ -118,7 +129,10 @@ class LossCombiner(tf_keras.layers.Layer):
     flag.assign(tf.where(present, 1.0, flag))
 
   def update_averages(self, human_loss, pseudo_loss, has_human, has_pseudo):
-    """Updates m_h, m_p with the cross-replica mean of the present parts."""
+    """Updates m_h, m_p with the cross-replica mean of the present parts.
+
+    Returns (replicas whose batch has human examples, ... pseudo ones).
+    """
     stats = tf.stack([
         tf.stop_gradient(tf.cast(human_loss, tf.float32)),
         tf.stop_gradient(tf.cast(pseudo_loss, tf.float32)),
@@ -134,30 +148,60 @@ class LossCombiner(tf_keras.layers.Layer):
     mean_p = tf.math.divide_no_nan(stats[1], stats[3])
     self._update(self.m_h, self.initialized_h, mean_h, stats[2] > 0)
     self._update(self.m_p, self.initialized_p, mean_p, stats[3] > 0)
+    return stats[2], stats[3]  # Replicas whose batch has each part.
+
+  def _global_parts(self, has_human, has_pseudo, counts):
+    """(any replica has pseudo, human scale, pseudo scale) of this replica.
+
+    The gradient is the replicas' mean of their losses; scaling a present
+    part by replicas / (replicas holding it) makes that mean the loss of the
+    global batch, whose L_h, L_p are the means over the replicas holding
+    them (as m_h, m_p are), also when one replica has no pseudo example.
+    """
+    ctx = tf.distribute.get_replica_context()
+    replicas = float(ctx.num_replicas_in_sync) if ctx is not None else 1.0
+    n_h, n_p = counts
+    scale = lambda present, n: tf.where(  # pylint: disable=g-long-lambda
+        present, replicas / tf.maximum(n, 1.0), 0.0)
+    return n_p > 0, scale(has_human, n_h), scale(has_pseudo, n_p)
 
   def call(self, human_loss, pseudo_loss, has_human, has_pseudo,
            training=None):
     human_loss = tf.cast(human_loss, tf.float32)
     pseudo_loss = tf.cast(pseudo_loss, tf.float32)
+    any_pseudo, human_scale, pseudo_scale = has_pseudo, 1.0, 1.0
     if training is None or training:
-      self.update_averages(human_loss, pseudo_loss, has_human, has_pseudo)
+      any_pseudo, human_scale, pseudo_scale = self._global_parts(
+          has_human, has_pseudo, self.update_averages(
+              human_loss, pseudo_loss, has_human, has_pseudo))
+      self.steps.assign(self.steps + 1.0)
     m_h = tf.identity(self.m_h)
     m_p = tf.identity(self.m_p)
-    pseudo_w = tf.where(has_pseudo, self.effective_pseudo_weight(m_h, m_p), 0.)
+    a = self.current_pseudo_weight()
+    pseudo_w = tf.where(any_pseudo, self.effective_pseudo_weight(m_h, m_p, a),
+                        0.)
     pseudo_w = tf.stop_gradient(pseudo_w)
     human_w = tf.stop_gradient(
-        tf.where(has_pseudo, self.human_weight(), 1.0))
-    loss = human_w * human_loss + pseudo_w * pseudo_loss
+        tf.where(any_pseudo, self.human_weight(a), 1.0))
+    loss = (human_w * human_scale * human_loss +
+            pseudo_w * pseudo_scale * pseudo_loss)
     return loss, {'m_h': m_h, 'm_p': m_p, 'pseudo_weight': pseudo_w,
-                  'human_weight': human_w}
+                  'human_weight': human_w, 'a': a}
 
-  def human_weight(self) -> tf.Tensor:
-    """Weight of L_h when the batch has pseudo examples."""
+  def current_pseudo_weight(self) -> tf.Tensor:
+    """`a` at this step: `pseudo_weight`, ramped over `warmup_steps`."""
+    if not self.warmup_steps:
+      return tf.constant(self.pseudo_weight)
+    ramp = tf.minimum(tf.identity(self.steps) / float(self.warmup_steps), 1.0)
+    return self.pseudo_weight * ramp
+
+  def human_weight(self, a: tf.Tensor) -> tf.Tensor:
+    """Weight of L_h when the batch has pseudo examples (`a` = current)."""
     raise NotImplementedError
 
-  def effective_pseudo_weight(self, m_h: tf.Tensor,
-                              m_p: tf.Tensor) -> tf.Tensor:
-    """Weight of L_p when the batch has pseudo examples."""
+  def effective_pseudo_weight(self, m_h: tf.Tensor, m_p: tf.Tensor,
+                              a: tf.Tensor) -> tf.Tensor:
+    """Weight of L_p when the batch has pseudo examples (`a` = current)."""
     raise NotImplementedError
 
 
@@ -165,34 +209,36 @@ class LossCombiner(tf_keras.layers.Layer):
 class NormalizedCombiner(LossCombiner):
   """The paper: 1/(1+a) * (L_h + a * (m_h / m_p) * L_p)."""
 
-  def human_weight(self):
-    return tf.constant(1.0 / (1.0 + self.pseudo_weight))
+  def human_weight(self, a):
+    return 1.0 / (1.0 + a)
 
-  def effective_pseudo_weight(self, m_h, m_p):
+  def effective_pseudo_weight(self, m_h, m_p, a):
     ratio = tf.where(m_p > self.epsilon, m_h / tf.maximum(m_p, self.epsilon),
                      1.0)
-    return self.pseudo_weight * ratio / (1.0 + self.pseudo_weight)
+    return a * ratio / (1.0 + a)
 
 
 @register('weighted')
 class WeightedCombiner(LossCombiner):
   """L_h + a * L_p."""
 
-  def human_weight(self):
+  def human_weight(self, a):
+    del a
     return tf.constant(1.0)
 
-  def effective_pseudo_weight(self, m_h, m_p):
+  def effective_pseudo_weight(self, m_h, m_p, a):
     del m_h, m_p
-    return tf.constant(self.pseudo_weight)
+    return a
 
 
 @register('human_only')
 class HumanOnlyCombiner(LossCombiner):
   """L_h: the pseudo part (if any) is not trained on."""
 
-  def human_weight(self):
+  def human_weight(self, a):
+    del a
     return tf.constant(1.0)
 
-  def effective_pseudo_weight(self, m_h, m_p):
-    del m_h, m_p
+  def effective_pseudo_weight(self, m_h, m_p, a):
+    del m_h, m_p, a
     return tf.constant(0.0)

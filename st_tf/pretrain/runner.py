@@ -188,7 +188,8 @@ def pretrain(model_dir: str = gin.REQUIRED,
     batch_size: global training batch size.
     eval_batch_size: top-1 evaluation batch size.
     steps_per_epoch: steps between checkpoints and progress lines.
-    seed: input shuffle/augmentation seed (None: random, faster).
+    seed: the run's seed: weight init (the trainer's `seed`) and input
+      shuffle/augmentation (None: random, faster).
     shuffle_buffer_size: record shuffle buffer.
 
   Returns:
@@ -224,7 +225,7 @@ def pretrain(model_dir: str = gin.REQUIRED,
   logs = trainer.train(
       model_dir=model_dir, model=build, train_dataset=train_dataset,
       train_steps=train_steps, steps_per_epoch=steps_per_epoch,
-      init=_random_init)
+      init=_random_init, seed=seed)
   train_seconds = time.time() - start_time
 
   trained = build()

@@ -46,14 +46,24 @@ class BoxSelection:
     class_thresholds: optional {class id: threshold} overriding it per class.
     min_box_size: minimum box height and width in original-image pixels.
     max_boxes: maximum boxes per image (highest scores first).
+    band_low: the ignore band's lower bound, or None (no band, the paper).
+      Boxes scoring in [band_low, their keep threshold) that pass the size
+      limits are the "band": written as crowd boxes (``is_crowd = 1``, with
+      their scores) after the pseudo labels, so the student's parser can
+      ignore or down-weight the anchors on them instead of training them
+      as background (`st_tf.data.parsers.DetectionParser`'s
+      `crowd_handling`). At most `max_boxes` band boxes.
   """
   score_threshold: float = 0.5
   class_thresholds: Optional[Mapping[int, float]] = None
   min_box_size: float = 0.0
   max_boxes: int = 100
+  band_low: Optional[float] = None
 
   def __post_init__(self):
     check_threshold(self.score_threshold, 'score_threshold')
+    if self.band_low is not None:
+      check_threshold(self.band_low, 'band_low')
     for cls, value in (self.class_thresholds or {}).items():
       if int(cls) < 1:
         raise ValueError(f'class_thresholds keys are class ids >= 1, got {cls}')
@@ -64,15 +74,19 @@ class BoxSelection:
       raise ValueError(f'max_boxes must be >= 1, got {self.max_boxes}')
 
   def lowest_threshold(self) -> float:
-    """The smallest threshold over all classes."""
+    """The smallest threshold over all classes (and the band)."""
     return min([self.score_threshold] +
-               [float(v) for v in (self.class_thresholds or {}).values()])
+               [float(v) for v in (self.class_thresholds or {}).values()] +
+               ([] if self.band_low is None else [self.band_low]))
 
   def as_dict(self) -> dict:
-    return {'score_threshold': self.score_threshold,
-            'class_thresholds': {str(k): float(v) for k, v in sorted(
-                (self.class_thresholds or {}).items())},
-            'min_box_size': self.min_box_size, 'max_boxes': self.max_boxes}
+    out = {'score_threshold': self.score_threshold,
+           'class_thresholds': {str(k): float(v) for k, v in sorted(
+               (self.class_thresholds or {}).items())},
+           'min_box_size': self.min_box_size, 'max_boxes': self.max_boxes}
+    if self.band_low is not None:
+      out['band_low'] = self.band_low
+    return out
 
 
 def make_generator(pre_nms_score_threshold: float,
@@ -277,9 +291,10 @@ def select_in_graph(dets: Detections, image_info: tf.Tensor,
     'boxes' float32 [B, K, 4] pixel yxyx in the original image (clipped to
     it), 'normalized' [B, K, 4] the same boxes divided by the image size,
     'area' [B, K] pixels, 'scores' [B, K], 'classes' int32 [B, K],
-    'num_kept' int32 [B] (pseudo labels = rows [:num_kept]), 'valid' bool
-    [B, K] (NMS output rows) and, with `quality_threshold`, 'quality' bool
-    [B, K].
+    'num_kept' int32 [B] (pseudo labels = rows [:num_kept]), 'num_band'
+    int32 [B] (band boxes = the next num_band rows; 0 without a band),
+    'valid' bool [B, K] (NMS output rows) and, with `quality_threshold`,
+    'quality' bool [B, K].
   """
   info = tf.cast(image_info, tf.float32)
   scale = tf.tile(info[:, 2:3, :], [1, 1, 2])
@@ -304,13 +319,20 @@ def select_in_graph(dets: Detections, image_info: tf.Tensor,
       selection.score_threshold)
   masks = {'keep': _keep_mask(boxes, scores, thresholds, valid, selection),
            'valid': valid}
+  band = tf.zeros_like(valid)
+  if selection.band_low is not None:
+    band = _keep_mask(boxes, scores,
+                      tf.fill(tf.shape(scores), float(selection.band_low)),
+                      valid & ~masks['keep'] & (scores < thresholds),
+                      selection)
+  masks['band'] = band
   if quality_threshold is not None:
     masks['quality'] = _keep_mask(
         boxes, scores, tf.fill(tf.shape(scores), float(quality_threshold)),
         valid, selection)
-  # Pseudo labels first, keeping the score order inside both groups.
-  order = tf.argsort(tf.cast(masks['keep'], tf.int32), axis=1,
-                     direction='DESCENDING', stable=True)
+  # Pseudo labels first, then the band, keeping the score order inside each.
+  group = 2 * tf.cast(masks['keep'], tf.int32) + tf.cast(band, tf.int32)
+  order = tf.argsort(group, axis=1, direction='DESCENDING', stable=True)
   boxes, scores, classes = take(boxes), take(scores), take(classes)
   masks = {k: take(v) for k, v in masks.items()}
   out = {
@@ -319,7 +341,8 @@ def select_in_graph(dets: Detections, image_info: tf.Tensor,
                                      1.0),
       'area': (boxes[..., 2] - boxes[..., 0]) * (boxes[..., 3] - boxes[..., 1]),
       'scores': scores, 'classes': classes, 'valid': masks['valid'],
-      'num_kept': tf.reduce_sum(tf.cast(masks['keep'], tf.int32), axis=1)}
+      'num_kept': tf.reduce_sum(tf.cast(masks['keep'], tf.int32), axis=1),
+      'num_band': tf.reduce_sum(tf.cast(masks['band'], tf.int32), axis=1)}
   if quality_threshold is not None:
     out['quality'] = masks['quality']
   return out

@@ -22,10 +22,31 @@ def colour(class_id: int) -> tuple:
   return tuple(int(c) for c in _COLOURS[int(class_id) % len(_COLOURS)])
 
 
+def to_rgb(image: np.ndarray) -> np.ndarray:
+  """uint8 [H, W], [H, W, 1], [H, W, 3] or [H, W, 4] -> uint8 [H, W, 3].
+
+  Grayscale is replicated and alpha dropped, like the pipeline's
+  `tf.io.decode_image(..., channels=3)`, so the tile shows what the teacher
+  saw. Records decoded on the host (PIL) keep their own channel count.
+  """
+  image = np.asarray(image, np.uint8)
+  if image.ndim == 2:
+    image = image[..., None]
+  if image.ndim != 3 or image.shape[-1] not in (1, 3, 4):
+    raise ValueError(f'gallery: expected an image [H, W] or [H, W, 1|3|4], '
+                     f'got shape {image.shape}')
+  if image.shape[-1] == 1:
+    return np.repeat(image, 3, axis=-1)
+  return image[..., :3]
+
+
 def draw_detections(image: np.ndarray, boxes: np.ndarray, classes: Sequence[int],
                     scores: Sequence[float]) -> Image.Image:
-  """Draws pixel yxyx `boxes` with "class:score" captions on uint8 [H, W, 3]."""
-  canvas = Image.fromarray(np.asarray(image, np.uint8)).convert('RGB')
+  """Draws pixel yxyx `boxes` with "class:score" captions on an image.
+
+  `image`: uint8 grayscale, RGB or RGBA (see `to_rgb`).
+  """
+  canvas = Image.fromarray(to_rgb(image))
   draw = ImageDraw.Draw(canvas)
   for box, cls, score in zip(np.reshape(boxes, (-1, 4)), classes, scores):
     y0, x0, y1, x1 = (float(v) for v in box)
@@ -37,9 +58,18 @@ def draw_detections(image: np.ndarray, boxes: np.ndarray, classes: Sequence[int]
 
 def draw_segmentation(image: np.ndarray, label: np.ndarray,
                       alpha: float = 0.5) -> Image.Image:
-  """Blends class colours over uint8 [H, W, 3]; ignore (255) drawn grey."""
-  image = np.asarray(image, np.float32)
+  """Blends class colours over an image; ignore (255) drawn grey.
+
+  `image`: uint8 grayscale, RGB or RGBA [H, W, ...] (see `to_rgb`);
+  `label`: [H, W] (or [H, W, 1]) class map of the same size.
+  """
+  image = to_rgb(image).astype(np.float32)
   label = np.asarray(label)
+  if label.ndim == 3 and label.shape[-1] == 1:
+    label = label[..., 0]
+  if label.shape != image.shape[:2]:
+    raise ValueError(f'gallery: label map {label.shape} and image '
+                     f'{image.shape[:2]} differ in size')
   colours = _COLOURS[label % len(_COLOURS)].astype(np.float32)
   colours[label == schema.IGNORE_LABEL] = 128
   mix = np.where((label > 0)[..., None], alpha, 0.0)

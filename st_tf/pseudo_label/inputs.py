@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from typing import Callable, Dict, Iterator, List, Sequence, Tuple
 
+from absl import logging
 import tensorflow as tf
 from official.vision.ops import preprocess_ops
 
@@ -27,10 +28,38 @@ WorkUnit = Tuple[str, int, int, int]
 PREFETCH_BATCHES = 4
 
 
-def count_records(path: str) -> int:
-  """Number of records in a TFRecord file (read in the graph)."""
-  return int(tf.data.TFRecordDataset(path).reduce(
-      tf.constant(0, tf.int64), lambda n, _: n + 1))
+def _count(records: tf.data.Dataset) -> int:
+  return int(records.reduce(tf.constant(0, tf.int64), lambda n, _: n + 1))
+
+
+def _records(path, skip_corrupt: bool) -> tf.data.Dataset:
+  """The file's records; with `skip_corrupt` its unreadable tail is dropped
+  (TFRecord framing cannot resync after a bad record)."""
+  records = tf.data.TFRecordDataset(path)
+  return records.ignore_errors(log_warning=True) if skip_corrupt else records
+
+
+def count_records(path: str, skip_corrupt: bool = False) -> int:
+  """Number of (readable, with `skip_corrupt`) records in a TFRecord file.
+
+  Raises:
+    ValueError: the file is corrupt or truncated (naming it and the fix)
+      and `skip_corrupt` is False.
+  """
+  try:
+    return _count(tf.data.TFRecordDataset(path))
+  except tf.errors.DataLossError as e:
+    if not skip_corrupt:
+      raise ValueError(
+          f'corrupt or truncated TFRecord file {path}: '
+          f'{e.message.splitlines()[0]}. Fix: rewrite it, or set '
+          'pseudo_label.skip_corrupt = True to label its readable records '
+          'and skip the rest of the file') from e
+  count = _count(_records(path, skip_corrupt=True))
+  logging.warning('Corrupt TFRecord file %s: labeling its first %d readable '
+                  'records and skipping the rest (skip_corrupt=True).', path,
+                  count)
+  return count
 
 
 def work_units(paths: Sequence[str], counts: Sequence[int], shard_index: int,
@@ -76,8 +105,12 @@ def _prepare_fn(input_size: Sequence[int]) -> Callable[..., dict]:
 
 
 def job_dataset(units: Sequence[WorkUnit], input_size: Sequence[int],
-                batch_size: int) -> tf.data.Dataset:
+                batch_size: int, skip_corrupt: bool = False
+                ) -> tf.data.Dataset:
   """One pipeline over the records of `units`, in order.
+
+  With `skip_corrupt`, the unreadable tail of a corrupt file is dropped (as
+  `count_records(..., skip_corrupt=True)` counts it).
 
   Batches may span consecutive units (only the job's last batch is
   partial); each row says its unit. Elements: 'image' uint8 [B, H, W, 3],
@@ -91,7 +124,7 @@ def job_dataset(units: Sequence[WorkUnit], input_size: Sequence[int],
       tf.constant([u[2] for u in units], tf.int64)))
 
   def unit_records(unit, path, part, num_parts):
-    records = tf.data.TFRecordDataset(path).shard(num_parts, part)
+    records = _records(path, skip_corrupt).shard(num_parts, part)
     return tf.data.Dataset.zip(
         (records, tf.data.Dataset.from_tensors(unit).repeat()))
 
@@ -107,11 +140,13 @@ def unit_dataset(unit: WorkUnit, input_size: Sequence[int],
 
 
 def batches(units: Sequence[WorkUnit], input_size: Sequence[int],
-             batch_size: int) -> Iterator[Dict[str, tf.Tensor]]:
-  """`job_dataset` batches; a record that fails to decode names its file."""
+            batch_size: int, skip_corrupt: bool = False
+            ) -> Iterator[Dict[str, tf.Tensor]]:
+  """`job_dataset` batches; a record that fails to decode, or a corrupt
+  file (`DataLossError`), raises a ValueError naming the file."""
   if not units:
     return
-  iterator = iter(job_dataset(units, input_size, batch_size))
+  iterator = iter(job_dataset(units, input_size, batch_size, skip_corrupt))
   unit = 0
   while True:
     try:
@@ -122,5 +157,11 @@ def batches(units: Sequence[WorkUnit], input_size: Sequence[int],
       files = sorted({u[0] for u in units[unit:unit + 2]})
       raise ValueError(f'cannot decode a record of {" or ".join(files)}: '
                        f'{e.message}') from e
+    except tf.errors.DataLossError as e:
+      files = sorted({u[0] for u in units[unit:unit + 2]})
+      raise ValueError(
+          f'corrupt or truncated TFRecord file {" or ".join(files)}: '
+          f'{e.message.splitlines()[0]}. Fix: rewrite it, or set '
+          'pseudo_label.skip_corrupt = True') from e
     unit = int(batch['unit'].numpy()[-1])
     yield batch

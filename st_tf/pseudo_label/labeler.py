@@ -105,10 +105,13 @@ class DetectionLabeler(_Labeler):
             out['boxes'][i, :k], out['classes'][i, :k], out['scores'][i, :k]))
       if not k and not self.keep_empty_images:
         continue
+      # Pseudo labels, then the ignore band's boxes (written as crowd).
+      n = k + int(out['num_band'][i]) if 'num_band' in out else k
       serialized.append(records_lib.pseudo_detection_record(
-          example, out['normalized'][i, :k], out['classes'][i, :k],
-          out['scores'][i, :k], out['area'][i, :k], self.teacher_id,
-          source_id=batch.source_ids[i], height=height, width=width))
+          example, out['normalized'][i, :n], out['classes'][i, :n],
+          out['scores'][i, :n], out['area'][i, :n], self.teacher_id,
+          source_id=batch.source_ids[i], height=height, width=width,
+          is_crowd=np.arange(n) >= k))
       kept_classes.append(out['classes'][i, :k])
     labels = (np.concatenate(kept_classes) if kept_classes else
               np.zeros([0], np.int64))
@@ -134,9 +137,12 @@ class SegmentationLabeler(_Labeler):
   """Writes segmentation pseudo records; sums quality confusion counts."""
 
   def __init__(self, *args, pixel_threshold: float,
-               quality_thresholds: Sequence[float], **kwargs):
+               quality_thresholds: Sequence[float],
+               class_pixel_thresholds: Optional[Mapping[int, float]] = None,
+               **kwargs):
     super().__init__(*args, **kwargs)
     self.pixel_threshold = pixel_threshold
+    self.class_pixel_thresholds = dict(class_pixel_thresholds or {})
     self.quality_thresholds = tuple(quality_thresholds)
     self.counts: Dict[str, list] = {}  # Of the current shard.
 
@@ -149,7 +155,8 @@ class SegmentationLabeler(_Labeler):
       classes = np.rint(maps[..., 1]).astype(np.int64)
       self._check_classes(classes[None], np.ones((1,) + classes.shape, bool),
                           batch.source_ids[i:i + 1])
-      label = segmentation.label_map(confidence, classes, self.pixel_threshold)
+      label = segmentation.label_map(confidence, classes, self.pixel_threshold,
+                                     self.class_pixel_thresholds)
       example = records_lib.parse(record)
       f = example.features.feature
       if self.with_quality:

@@ -91,7 +91,8 @@ def pseudo_detection_record(record: Record, boxes: np.ndarray,
                             classes: np.ndarray, scores: np.ndarray,
                             area: np.ndarray, teacher_id: str, *,
                             source_id: bytes = b'', height: int = 0,
-                            width: int = 0) -> bytes:
+                            width: int = 0,
+                            is_crowd: Optional[np.ndarray] = None) -> bytes:
   """Serialized pseudo detection record built from the input record.
 
   Args:
@@ -102,6 +103,8 @@ def pseudo_detection_record(record: Record, boxes: np.ndarray,
     area: float [N] box areas in original-image pixels.
     teacher_id: non-empty provenance id.
     source_id, height, width: used only when the input record lacks them.
+    is_crowd: optional int [N]: 1 marks the ignore band's boxes (see
+      `detection.BoxSelection.band_low`); default all 0.
 
   Returns:
     The serialized tf.Example (detection schema + score + teacher id).
@@ -119,7 +122,11 @@ def pseudo_detection_record(record: Record, boxes: np.ndarray,
     dst[key].float_list.value.extend(boxes[:, column].tolist())
   dst[schema.CLASS_LABEL].int64_list.value.extend(
       np.asarray(classes, np.int64).tolist())
-  dst[schema.IS_CROWD].int64_list.value.extend([0] * n)
+  crowd = [0] * n if is_crowd is None else np.asarray(
+      is_crowd, np.int64).reshape(-1).tolist()
+  if len(crowd) != n:
+    raise ValueError(f'{n} boxes but {len(crowd)} is_crowd flags')
+  dst[schema.IS_CROWD].int64_list.value.extend(crowd)
   dst[schema.AREA].float_list.value.extend(
       np.asarray(area, np.float32).tolist())
   dst[schema.SCORE].float_list.value.extend(

@@ -45,8 +45,10 @@ import numpy as np
 import tensorflow as tf
 import tqdm
 
+from st_tf import paths as paths_lib
 from st_tf.data import files as files_lib
 from st_tf.data import schema
+from st_tf.pseudo_label import auto_threshold as auto_lib
 from st_tf.pseudo_label import background
 from st_tf.pseudo_label import detection
 from st_tf.pseudo_label import gallery
@@ -123,16 +125,18 @@ class _ShardSequence:
   as a later unit shows up, after the background worker wrote its rows."""
 
   def __init__(self, folder: writer_lib.OutputFolder,
-               units: Sequence[WorkUnit], worker: background.BackgroundWorker,
+               units: Sequence[WorkUnit], names: Sequence[str],
+               worker: background.BackgroundWorker,
                labeler, on_event: Optional[Callable[[str, str], None]]):
     self.folder, self.units, self.worker = folder, units, worker
+    self.names = list(names)  # Shard name of each unit.
     self.labeler, self.on_event = labeler, on_event
     self.index = -1  # The open unit.
     self.context = self.shard = None
     self.seg_counts: Dict[str, list] = {}
 
   def name(self, index: int) -> str:
-    return writer_lib.shard_name(*self.units[index][:3])
+    return self.names[index]
 
   def advance_to(self, index: int):
     """Closes the open shard(s) before `index`; returns shard `index`."""
@@ -170,6 +174,46 @@ class _ShardSequence:
         pass  # The caller re-raises `error`.
 
 
+def _auto_thresholds(output_dir: str, auto: auto_lib.AutoThreshold,
+                     teacher: teacher_lib.Teacher,
+                     strategy: tf.distribute.Strategy, paths: Sequence[str],
+                     counts: Sequence[int], batch_size: int,
+                     min_box_size: float, max_boxes: int,
+                     nms_iou_threshold: float, pre_nms_top_k: int,
+                     nms_version: str, with_band: bool,
+                     skip_corrupt: bool = False) -> Dict[str, Any]:
+  """`auto`'s thresholds: from an earlier job's manifest, else a probe.
+
+  The probe is the first `auto.num_images` images of ALL input files (not
+  this job's part), so every job of an array chooses the same values.
+  """
+  for manifest in writer_lib.read_manifests(output_dir):
+    if 'auto_threshold' in manifest:
+      logging.info('Reusing the auto thresholds of %s: %s',
+                   manifest['_path'], manifest['auto_threshold'])
+      return manifest['auto_threshold']
+  floor = auto.floor
+  generator = detection.make_generator(
+      floor, max_num_detections=max_boxes,
+      nms_iou_threshold=nms_iou_threshold, pre_nms_top_k=pre_nms_top_k,
+      nms_version=nms_version)
+  probe_selection = detection.BoxSelection(floor, None, min_box_size,
+                                           max_boxes)
+  infer = InferenceStages(teacher, strategy, batch_size, generator, False,
+                          nms_iou_threshold, max_boxes,
+                          selection=probe_selection)
+  units = work_units(paths, counts, 0, 1)
+  scores = auto_lib.probe(
+      infer, inputs.batches(units, teacher.input_size, batch_size,
+                            skip_corrupt),
+      auto.num_images)
+  chosen = auto.choose(scores, with_band)
+  logging.info('Auto thresholds (count matching, no ground truth): %s',
+               chosen)
+  print(f'pseudo_label: auto thresholds {chosen}')
+  return chosen
+
+
 def _check_args(shard_index, num_shards, batch_size, thresholds) -> None:
   if num_shards < 1 or not 0 <= shard_index < num_shards:
     raise ValueError(f'need 0 <= shard_index < num_shards, got shard_index='
@@ -187,11 +231,14 @@ def pseudo_label(
     teacher: Union[teacher_lib.Teacher,
                    teacher_lib.TeacherFactory] = gin.REQUIRED,
     num_classes: Optional[int] = None,
-    score_threshold: float = 0.5,
+    score_threshold: Union[float, str] = 0.5,
     class_thresholds: Optional[Mapping[int, float]] = None,
+    band_low: Union[None, float, str] = None,
+    auto: Optional[auto_lib.AutoThreshold] = None,
     min_box_size: float = 0.0,
     max_boxes: int = 100,
     pixel_threshold: float = 0.5,
+    class_pixel_thresholds: Optional[Mapping[int, float]] = None,
     flip_tta: bool = False,
     scales: Sequence[float] = (1.0,),
     batch_size: int = 16,
@@ -202,6 +249,7 @@ def pseudo_label(
     pre_nms_top_k: int = 200,
     nms_version: str = 'batched',
     keep_empty_images: bool = True,
+    min_labels_per_image: float = 0.0,
     gallery_size: int = 8,
     strategy: Union[Callable[[], tf.distribute.Strategy],
                     tf.distribute.Strategy] = strategy_lib.get_strategy,
@@ -209,6 +257,7 @@ def pseudo_label(
     max_pending_batches: int = 4,
     overlap_post: bool = False,
     quality: Union[str, bool] = 'auto',
+    skip_corrupt: bool = False,
     on_event: Optional[Callable[[str, str], None]] = None,
 ) -> Dict[str, Any]:
   """Pseudo-labels this job's part of `input_pattern` into `output_dir`.
@@ -221,11 +270,21 @@ def pseudo_label(
     num_classes: the student's class count (background included); the
       teacher must agree (checkpoint teachers: at load; SavedModels: class
       ids are checked per image).
-    score_threshold: detection boxes kept with score >= this.
+    score_threshold: detection boxes kept with score >= this, or 'auto':
+      count matching without ground truth (`auto_threshold.py`; the choice
+      is in the manifest's `auto_threshold`).
     class_thresholds: optional {class id: threshold}.
+    band_low: the ignore band's lower bound (`detection.BoxSelection`):
+      boxes in [band_low, threshold) are written as crowd boxes; None = no
+      band (the paper); 'auto' = count matching at `auto.band_factor` x the
+      human boxes per image.
+    auto: `AutoThreshold` options for 'auto' (default `AutoThreshold()`).
     min_box_size: minimum box height and width (original pixels).
     max_boxes: boxes kept per image.
     pixel_threshold: segmentation pixels with top probability below it -> 255.
+    class_pixel_thresholds: optional {class id: threshold} for the pixels
+      whose argmax is that class (class-balanced pseudo pixels, e.g. {0: 0.9}
+      keeps only confident background while digits use `pixel_threshold`).
     flip_tta: average the teacher over the image and its horizontal flip.
     scales: input scales of multi-scale teacher inference (checkpoint
       teachers; `multiscale.py`); (1.0,) = single scale, unchanged output.
@@ -238,6 +297,10 @@ def pseudo_label(
     pre_nms_top_k: candidates per class before NMS ('v1'/'v2' only).
     nms_version: Model Garden NMS version of the pseudo-label generator.
     keep_empty_images: write images without any pseudo label too.
+    min_labels_per_image: refuse (`writer.EmptyPseudoLabelsError`, job not
+      marked complete) pseudo labels with fewer boxes (detection) or labeled
+      pixels (segmentation) per written image; 0 only warns when there is
+      none. Writing no image at all is always refused.
     gallery_size: images drawn into `gallery-<job>.png` (0: none).
     strategy: strategy or factory (`get_strategy`).
     model_dir: alias of `output_dir` (set by `--model_dir`).
@@ -250,6 +313,9 @@ def pseudo_label(
     quality: score the pseudo labels against the input records' ground
       truth: 'auto' (when the first input record holds ground truth), True
       (required: ValueError without ground truth) or False (skip; faster).
+    skip_corrupt: label the readable records of a corrupt or truncated
+      input file and skip the rest of it (logged); else a ValueError names
+      the file.
     on_event: test hook `fn(kind, shard)`, kind in {'batch', 'shard'}.
 
   Returns:
@@ -258,15 +324,23 @@ def pseudo_label(
   output_dir = output_dir or model_dir
   if not output_dir:
     raise ValueError('pseudo_label needs output_dir (or --model_dir)')
+  auto = auto or auto_lib.AutoThreshold()
+  is_auto = {'score_threshold': score_threshold == 'auto',
+             'band_low': band_low == 'auto'}
   _check_args(shard_index, num_shards, batch_size, [
-      ('score_threshold', score_threshold),
       ('pixel_threshold', pixel_threshold)] + [
+          (f'class_pixel_thresholds[{c}]', t)
+          for c, t in (class_pixel_thresholds or {}).items()] + [
           (f'quality_thresholds[{i}]', t)
-          for i, t in enumerate(quality_thresholds)])
-  selection = detection.BoxSelection(
-      score_threshold, dict(class_thresholds or {}), min_box_size, max_boxes)
-  paths = files_lib.match_files(input_pattern)
-  counts = [count_records(p) for p in paths]
+          for i, t in enumerate(quality_thresholds)] + [
+              (name, value) for name, value in (
+                  ('score_threshold', score_threshold),
+                  ('band_low', band_low))
+              if value is not None and not is_auto[name]])
+  # One spelling of each file (relative / absolute), so resume compares them.
+  paths = sorted(paths_lib.normalize(p)
+                 for p in files_lib.match_files(input_pattern))
+  counts = [count_records(p, skip_corrupt) for p in paths]
   if not sum(counts):
     raise ValueError(f'the unlabeled set {input_pattern!r} is empty: its '
                      f'{len(paths)} files hold no record')
@@ -281,8 +355,36 @@ def pseudo_label(
       not teacher.supports_segmentation_flip):
     raise ValueError('flip_tta for segmentation needs a checkpoint teacher')
   with_quality = resolve_quality(quality, paths[0], teacher.task)
+  chosen = None
+  if any(is_auto.values()) and teacher.task == 'detection':
+    chosen = _auto_thresholds(output_dir, auto, teacher, strategy, paths,
+                              counts, batch_size, min_box_size, max_boxes,
+                              nms_iou_threshold, pre_nms_top_k, nms_version,
+                              with_band=band_low is not None,
+                              skip_corrupt=skip_corrupt)
+    score_threshold = (chosen['score_threshold']
+                       if is_auto['score_threshold'] else score_threshold)
+    band_low = chosen['band_low'] if is_auto['band_low'] else band_low
+    # Quality is also reported at the chosen threshold itself.
+    quality_thresholds = sorted(set(quality_thresholds) |
+                                {round(float(score_threshold), 4)})
+  elif teacher.task == 'detection' and band_low is not None and (
+      band_low > score_threshold):
+    raise ValueError(f'band_low ({band_low}) must be <= score_threshold '
+                     f'({score_threshold})')
+  selection = detection.BoxSelection(
+      0.5 if teacher.task != 'detection' and is_auto['score_threshold']
+      else score_threshold, dict(class_thresholds or {}), min_box_size,
+      max_boxes, None if teacher.task != 'detection' else band_low)
+  selection_settings = selection.as_dict()
+  if chosen is not None:  # The settings say 'auto'; the manifest the value.
+    selection_settings.update(
+        {k: 'auto' for k, v in is_auto.items() if v},
+        auto_threshold=auto.settings())
   settings = {
-      'selection': selection.as_dict(), 'pixel_threshold': pixel_threshold,
+      'selection': selection_settings, 'pixel_threshold': pixel_threshold,
+      'class_pixel_thresholds': {str(k): float(v) for k, v in sorted(
+          (class_pixel_thresholds or {}).items())},
       'flip_tta': flip_tta, 'input_size': list(teacher.input_size),
       'keep_empty_images': keep_empty_images, 'nms_version': nms_version,
       'nms_iou_threshold': nms_iou_threshold, 'input_files': paths}
@@ -291,6 +393,8 @@ def pseudo_label(
   folder = writer_lib.OutputFolder(
       output_dir, teacher_id=teacher.teacher_id, task=teacher.task,
       settings=settings, shard_index=shard_index, num_shards=num_shards)
+  if chosen is not None:
+    folder.manifest['auto_threshold'] = chosen
 
   lowest = selection.lowest_threshold()
   quality_threshold = min(quality_thresholds) if with_quality else None
@@ -314,12 +418,14 @@ def pseudo_label(
   else:
     labeler = labeler_lib.SegmentationLabeler(
         pixel_threshold=pixel_threshold,
+        class_pixel_thresholds=class_pixel_thresholds,
         quality_thresholds=quality_thresholds, **options)
   seg_counts: Dict[str, list] = {}
 
-  pending, unscored = [], []
+  stems = writer_lib.shard_stems(paths)
+  pending, pending_names, unscored = [], [], []
   for unit in units:
-    name = writer_lib.shard_name(unit[0], unit[1], unit[2])
+    name = writer_lib.shard_name(unit[0], unit[1], unit[2], stems[unit[0]])
     if folder.is_done(name):
       logging.info('Skipping finished shard %s', name)
       if with_quality:
@@ -332,6 +438,7 @@ def pseudo_label(
           unscored.append(name)  # Finished by a run with quality=False.
     else:
       pending.append(unit)
+      pending_names.append(name)
   if unscored:
     logging.warning('Quality is computed without the %d finished shards that '
                     'were labeled with quality scoring off: %s',
@@ -342,9 +449,11 @@ def pseudo_label(
                      background.BackgroundWorker(2 * max_pending_batches)
                  ) as worker:
     bar.update(total - sum(u[3] for u in pending))
-    shards = _ShardSequence(folder, pending, worker, labeler, on_event)
+    shards = _ShardSequence(folder, pending, pending_names, worker, labeler,
+                            on_event)
     try:
-      for batch in inputs.batches(pending, teacher.input_size, batch_size):
+      for batch in inputs.batches(pending, teacher.input_size, batch_size,
+                                  skip_corrupt):
         if overlap_post:
           result = _Result(infer.network(batch['image'], batch['image_info']))
           worker.submit(result.compute, infer.post)
@@ -375,11 +484,13 @@ def pseudo_label(
       result = quality_lib.detection_quality(scored, quality_thresholds)
   elif with_quality and seg_counts:
     result = quality_lib.segmentation_quality(seg_counts)
-  manifest = folder.finish(result)
   if labeler.tiles:
     path = gallery.save_gallery(
         f'{output_dir}/gallery-{shard_index:05d}.png', labeler.tiles)
     logging.info('Gallery: %s', path)
+  writer_lib.check_usable(folder.totals(), output_dir, teacher.teacher_id,
+                          min_labels_per_image)
+  manifest = folder.finish(result)
   logging.info('Pseudo-labeled %d images (%s); quality: %s',
                manifest['totals']['images_out'], output_dir, result)
   return manifest

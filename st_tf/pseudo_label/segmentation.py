@@ -6,7 +6,7 @@ augmentation averages the probabilities of an image and of its flip.
 """
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 import tensorflow as tf
@@ -32,6 +32,19 @@ def confidence_and_class(probs: tf.Tensor) -> tf.Tensor:
                    tf.cast(tf.argmax(probs, -1), tf.float32)], axis=-1)
 
 
+def scaled_size(image_info: np.ndarray) -> Tuple[int, int]:
+  """(h, w) in pixels that the image covers in the padded input frame.
+
+  Model Garden's `resize_and_crop_image` puts the DESIRED (padded) size in
+  row 1 of `image_info`, not the scaled size: the image covers
+  `round(original * scale)`, like Model Garden's own
+  `segmentation_metrics` (rows 0 and 2).
+  """
+  size = np.round(np.asarray(image_info[0], np.float64) *
+                  np.asarray(image_info[2], np.float64)).astype(int)
+  return int(size[0]), int(size[1])
+
+
 def to_original(values: np.ndarray, image_info: np.ndarray) -> np.ndarray:
   """Maps a map of the padded input frame back to the original image.
 
@@ -39,13 +52,14 @@ def to_original(values: np.ndarray, image_info: np.ndarray) -> np.ndarray:
     values: [H, W, K] map in the model input frame (resized + padded by
       `preprocess_ops.resize_and_crop_image`).
     image_info: [4, 2] Model Garden image info
-      ([[h, w], [scaled_h, scaled_w], [sy, sx], [0, 0]]).
+      ([[h, w], [desired_h, desired_w], [sy, sx], [offset_y, offset_x]]);
+      the image covers `values[:round(h * sy), :round(w * sx)]`.
 
   Returns:
     [h, w, K]; channel 0 (confidence) bilinear, others nearest neighbour.
   """
-  (h, w), (sh, sw) = (np.round(image_info[0]).astype(int),
-                      np.round(image_info[1]).astype(int))
+  h, w = (int(v) for v in np.round(image_info[0]))
+  sh, sw = scaled_size(image_info)
   crop = values[:sh, :sw]
   if (sh, sw) == (h, w):
     return crop
@@ -55,17 +69,26 @@ def to_original(values: np.ndarray, image_info: np.ndarray) -> np.ndarray:
 
 
 def label_map(confidence: np.ndarray, classes: np.ndarray,
-              pixel_threshold: float) -> np.ndarray:
+              pixel_threshold: float,
+              class_thresholds: Optional[Mapping[int, float]] = None
+              ) -> np.ndarray:
   """Pseudo label map: class where confidence >= threshold, else 255.
 
   Args:
     confidence: float [H, W] top class probability.
     classes: int [H, W] argmax class ids.
     pixel_threshold: in [0, 1].
+    class_thresholds: optional {class id: threshold} for pixels whose
+      argmax is that class (e.g. a higher one for the background, so that
+      rare classes are not under-kept); `pixel_threshold` elsewhere.
 
   Returns:
     uint8 [H, W] class map, `schema.IGNORE_LABEL` (255) = ignore.
   """
-  out = np.asarray(classes).astype(np.uint8)
-  out[np.asarray(confidence) < pixel_threshold] = schema.IGNORE_LABEL
+  classes = np.asarray(classes)
+  out = classes.astype(np.uint8)
+  threshold = np.full(classes.shape, pixel_threshold, np.float32)
+  for cls, value in (class_thresholds or {}).items():
+    threshold[classes == int(cls)] = float(value)
+  out[np.asarray(confidence) < threshold] = schema.IGNORE_LABEL
   return out

@@ -17,12 +17,14 @@ Checkpoint teachers also run multi-scale inference (`supports_multiscale`):
 post-processing): the throughput ceiling used by the benchmark.
 
 Teacher ids (provenance written into every pseudo record): the checkpoint
-path and its training step for checkpoints; the SavedModel fingerprint
-checksum for SavedModels.
+name, a digest of its content and its training step for checkpoints
+(`checkpoint_id`: the same wherever the folder lives); the SavedModel
+fingerprint checksum for SavedModels.
 """
 from __future__ import annotations
 
 import abc
+import hashlib
 import os
 from typing import Any, Callable, Dict, Optional, Sequence, Tuple, Union
 
@@ -160,7 +162,7 @@ class CheckpointTeacher(Teacher):
     model(tf.zeros([1, *self.input_size, 3], tf.uint8), training=False)
     path, step = checkpoints.restore_model(model, model_dir, checkpoint)
     self.checkpoint_path, self.step = path, step
-    self.teacher_id = f'checkpoint:{os.path.abspath(path)}@step={step}'
+    self.teacher_id = checkpoint_id(path, step)
     self.num_classes = int(self.network.head.get_config()['num_classes'])
 
   def _input_size(self, input_size) -> Tuple[int, int]:
@@ -212,13 +214,26 @@ class CheckpointTeacher(Teacher):
     return segmentation.confidence_and_class(probs)
 
 
+def checkpoint_id(path: str, step: int) -> str:
+  """A stable id of a checkpoint: its name, content digest and step.
+
+  The digest is the SHA-256 of the checkpoint's `.index` file (which holds
+  every tensor's checksum), so the id stays the same when the folder moves
+  or is spelled differently (relative, `gs://`), and changes when the
+  weights do. Format: `checkpoint:<name>:<16 hex>@step=<step>`.
+  """
+  with tf.io.gfile.GFile(path + '.index', 'rb') as f:
+    digest = hashlib.sha256(f.read()).hexdigest()[:16]
+  name = path.rstrip('/').rsplit('/', 1)[-1]
+  return f'checkpoint:{name}:{digest}@step={step}'
+
+
 def saved_model_fingerprint(export_dir: str) -> str:
   """A stable id of a SavedModel: its fingerprint checksum (or pb hash)."""
   try:
     fp = tf.saved_model.experimental.read_fingerprint(export_dir)
     return f'saved_model:{fp.saved_model_checksum}'
   except (FileNotFoundError, ValueError, tf.errors.OpError):
-    import hashlib  # pylint: disable=g-import-not-at-top
     with tf.io.gfile.GFile(os.path.join(export_dir, 'saved_model.pb'),
                            'rb') as f:
       return f'saved_model:sha256:{hashlib.sha256(f.read()).hexdigest()}'

@@ -3,25 +3,33 @@
 Layout of ``output_dir`` (one folder shared by all jobs of a job array)::
 
   pseudo-<input file stem>-<part>-of-<parts>.tfrecord   pseudo-label shards
+                            (stems unique: see `shard_stems`)
   <shard>.quality.json      per-image detections + GT (only with GT)
   manifest-<job>-of-<jobs>.json                          one per job
 
-A shard is written to ``<name>.tmp`` and renamed when complete; then the
-job's manifest (also tmp + rename) records it. A restarted job skips the
-shards its manifest lists (and that exist) and rewrites any other one under
-the same deterministic name, so an input image is never lost nor duplicated.
-A folder whose manifests name another teacher, or other settings (thresholds,
-job count, ...), is refused before anything is written.
+A shard is written to ``<name>.tmp`` and renamed when complete (fsynced
+first on local disks, `atomic_io`); then the job's manifest (also atomic)
+records it. A restarted job skips the shards its manifest lists (and that
+exist) and rewrites any other one under the same deterministic name, so an
+input image is never lost nor duplicated. A folder whose manifests name
+another teacher, or other settings (thresholds, job count, ...), is refused
+before anything is written. A torn manifest of this job is rebuilt (its
+shards relabeled under the same names); another job's torn manifest is
+refused with the file to delete.
 """
 from __future__ import annotations
 
 import collections
 import contextlib
+import hashlib
 import json
 import os
-from typing import Any, Dict, Iterator, List, Optional
+from typing import Any, Dict, Iterator, List, Optional, Sequence
 
+from absl import logging
 import tensorflow as tf
+
+from st_tf import atomic_io
 
 SHARD_PREFIX = 'pseudo'
 MANIFEST_GLOB = 'manifest-*-of-*.json'
@@ -34,11 +42,46 @@ def file_pattern(output_dir: str) -> str:
   return os.path.join(output_dir, f'{SHARD_PREFIX}-*.tfrecord')
 
 
-def shard_name(input_file: str, part: int, num_parts: int) -> str:
-  """Deterministic output shard name for (input file, part)."""
-  stem = os.path.basename(input_file)
-  if stem.endswith('.tfrecord'):
-    stem = stem[:-len('.tfrecord')]
+def _stem(input_file: str) -> str:
+  stem = input_file.rstrip('/').rsplit('/', 1)[-1]
+  return stem[:-len('.tfrecord')] if stem.endswith('.tfrecord') else stem
+
+
+def shard_stems(input_files: Sequence[str]) -> Dict[str, str]:
+  """Input file -> the stem of its shard names, unique among `input_files`.
+
+  The stem is the base name without `.tfrecord`. Files that share a base
+  name (`a/x-00000.tfrecord`, `b/x-00000.tfrecord`) get `-<8 hex>` added:
+  a hash of the path relative to the files' common folder, so the names
+  stay the same when the whole input tree moves (or is spelled relative).
+  Pass ALL the input files (every job's), so that jobs agree.
+  """
+  files = sorted(set(input_files))
+  by_stem: Dict[str, List[str]] = collections.defaultdict(list)
+  for path in files:
+    by_stem[_stem(path)].append(path)
+  dirs = [p.split('/')[:-1] for p in files]
+  common = 0
+  while dirs and all(len(d) > common and d[common] == dirs[0][common]
+                     for d in dirs):
+    common += 1
+  out = {}
+  for stem, paths in by_stem.items():
+    for path in paths:
+      relative = '/'.join(path.split('/')[common:])
+      out[path] = stem if len(paths) == 1 else (
+          f'{stem}-{hashlib.sha1(relative.encode()).hexdigest()[:8]}')
+  return out
+
+
+def shard_name(input_file: str, part: int, num_parts: int,
+               stem: Optional[str] = None) -> str:
+  """Deterministic output shard name for (input file, part).
+
+  `stem`: from `shard_stems` (default: the base name without `.tfrecord`,
+  which two input folders can share: use `shard_stems`).
+  """
+  stem = _stem(input_file) if stem is None else stem
   return f'{SHARD_PREFIX}-{stem}-{part:05d}-of-{num_parts:05d}.tfrecord'
 
 
@@ -48,31 +91,40 @@ def manifest_path(output_dir: str, shard_index: int, num_shards: int) -> str:
 
 
 def write_json(path: str, data: Any, indent: Optional[int] = 1) -> None:
-  """Writes JSON atomically (tmp + rename).
+  """Writes JSON atomically and durably (`atomic_io.write_json`, sorted keys).
 
   `indent=None` writes one line through json's C encoder (several times
   faster than an indented dump, which is pure Python): per-image data.
   """
-  text = json.dumps(data, indent=indent, sort_keys=True)  # One write call.
-  with tf.io.gfile.GFile(path + '.tmp', 'w') as f:
-    f.write(text)
-  tf.io.gfile.rename(path + '.tmp', path, overwrite=True)
+  atomic_io.write_json(path, data, indent=indent, sort_keys=True)
 
 
 def read_json(path: str) -> Any:
-  with tf.io.gfile.GFile(path) as f:
-    return json.load(f)
+  return atomic_io.read_json(path)
 
 
-def read_manifests(output_dir: str) -> List[dict]:
-  """All job manifests in `output_dir` (sorted by name)."""
+def _job_of(path: str) -> str:
+  return os.path.basename(path)[len('manifest-'):-len('.json')]
+
+
+def read_manifests(output_dir: str, skip_torn: bool = False) -> List[dict]:
+  """All job manifests in `output_dir` (sorted by name).
+
+  A manifest that does not parse (torn) raises `atomic_io.TornFileError`
+  naming it and the fix, or is left out with a warning (`skip_torn`).
+  """
   paths = sorted(tf.io.gfile.glob(os.path.join(output_dir, MANIFEST_GLOB)))
   out = []
   for path in paths:
     try:
-      out.append(dict(read_json(path), _path=path))
-    except (ValueError, json.JSONDecodeError) as e:
-      raise ValueError(f'corrupt pseudo-label manifest {path}: {e}') from e
+      out.append(dict(atomic_io.read_json(path, fix=(
+          f'Delete it and rerun pseudo-label job {_job_of(path)}: it relabels '
+          'its shards under the same names (nothing is duplicated).')),
+                      _path=path))
+    except atomic_io.TornFileError as e:
+      if not skip_torn:
+        raise
+      logging.warning('Ignoring a torn pseudo-label manifest: %s', e)
   return out
 
 
@@ -94,7 +146,12 @@ class OutputFolder:
     self.output_dir = output_dir
     self.path = manifest_path(output_dir, shard_index, num_shards)
     settings = json.loads(json.dumps(settings))  # Normalize (tuples...).
-    for other in read_manifests(output_dir):
+    others = read_manifests(output_dir, skip_torn=True)
+    torn = {m['_path'] for m in others} ^ set(tf.io.gfile.glob(
+        os.path.join(output_dir, MANIFEST_GLOB)))
+    if torn - {self.path}:  # Another job's state: only that job can redo it.
+      read_manifests(output_dir)  # Raises, naming the file and the fix.
+    for other in others:
       if other.get('teacher_id') != teacher_id:
         raise ValueError(
             f'{output_dir} holds pseudo labels from another teacher '
@@ -108,8 +165,12 @@ class OutputFolder:
             f'{other.get("num_shards")}, settings={other.get("settings")}); '
             f'this job has task={task}, num_shards={num_shards}, settings='
             f'{settings}: use a new output folder')
-    previous = (read_json(self.path) if tf.io.gfile.exists(self.path)
-                else {})
+    previous = {}
+    if self.path in torn:  # Rebuilt: its shards are relabeled (same names).
+      logging.warning('Manifest %s is torn: relabeling this job\'s shards '
+                      'under the same names.', self.path)
+    elif tf.io.gfile.exists(self.path):
+      previous = read_json(self.path)
     self.manifest = {
         'version': VERSION, 'teacher_id': teacher_id, 'task': task,
         'settings': settings, 'shard_index': shard_index,
@@ -142,10 +203,15 @@ class OutputFolder:
       raise
     if shard.quality_images is not None:
       write_json(path + QUALITY_SUFFIX, shard.quality_images, indent=None)
-    tf.io.gfile.rename(tmp, path, overwrite=True)
+    atomic_io.rename(tmp, path)
     self.manifest['shards'][name] = dict(info, **shard.summary())
     self._update_totals()
     write_json(self.path, self.manifest)
+
+  def totals(self) -> Dict[str, Any]:
+    """Totals over the job's finished shards (this run's and earlier)."""
+    self._update_totals()
+    return self.manifest['totals']
 
   def finish(self, quality: Optional[dict]) -> dict:
     """Marks the job complete, stores `quality`; returns the manifest."""
@@ -179,6 +245,50 @@ class OutputFolder:
         'labels_per_image': labels / images_out if images_out else 0.0,
         'class_histogram': dict(sorted(hist.items(), key=lambda x: int(x[0]))),
     }
+
+
+class EmptyPseudoLabelsError(ValueError):
+  """The pseudo labels are empty, or sparser than the configured minimum."""
+
+
+def check_usable(totals: Dict[str, Any], output_dir: str, teacher_id: str,
+                 min_labels_per_image: float) -> None:
+  """Refuses (or warns about) pseudo labels the student cannot learn from.
+
+  Args:
+    totals: `OutputFolder.totals()` of the job.
+    output_dir: the output folder (for the messages).
+    teacher_id: the teacher (for the messages).
+    min_labels_per_image: refuse when fewer labels per written image: boxes
+      (detection) or labeled pixels (segmentation). 0: only warn when the
+      teacher found nothing at all.
+
+  Raises:
+    EmptyPseudoLabelsError: no image was written (the student's input
+      pattern would match only empty shards), or too few labels. The job's
+      manifest is then left incomplete, so no stage is marked done.
+  """
+  fix = ('lower score_threshold / pixel_threshold (or check the teacher) and '
+         'write to a new output folder')
+  if not totals['images_out']:
+    raise EmptyPseudoLabelsError(
+        f'pseudo_label wrote no image to {output_dir}: teacher {teacher_id} '
+        f'labeled nothing in the {totals["images_in"]} input images and '
+        'keep_empty_images=False, so the student would have no pseudo '
+        f'input. Fix: {fix}, or set keep_empty_images=True.')
+  per_image = totals['labels_per_image']
+  if per_image < min_labels_per_image:
+    raise EmptyPseudoLabelsError(
+        f'pseudo labels in {output_dir} have {per_image:.4g} labels per '
+        f'image, below pseudo_label.min_labels_per_image='
+        f'{min_labels_per_image} (teacher {teacher_id}). Fix: {fix}, or '
+        'lower min_labels_per_image.')
+  if not per_image:
+    logging.warning(
+        'Teacher %s found no pseudo label in the %d images of %s: every pseudo '
+        'image will train as background. To refuse such a set, set '
+        'pseudo_label.min_labels_per_image > 0.', teacher_id,
+        totals['images_out'], output_dir)
 
 
 class _Shard:

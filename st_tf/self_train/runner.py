@@ -98,22 +98,46 @@ def _train_stage(log: stages.StageLog, name: str, train_dir: str, scope: str,
   log.run(name, lambda: stages.train_complete(train_dir), fn)
 
 
-def _eval_stage(log: stages.StageLog, name: str, model: TrainedModel,
-                metric: str) -> Dict[str, Any]:
-  """Evaluates `model` (skipped when done); returns its eval record."""
+@dataclasses.dataclass
+class TestSplit:
+  """The held-out split every model is also evaluated on (no choice looks
+  at it): `dataset` and `metric_fn` as `evaluate`'s (gin references)."""
+  dataset: Callable[[], Any]
+  metric_fn: Callable[..., Dict[str, float]]
+
+
+def _evaluate_once(log: stages.StageLog, name: str, model: TrainedModel,
+                   eval_dir: str, metric: str, **overrides) -> Dict[str, Any]:
+  """Evaluates `model` into `eval_dir` (skipped when done); its record."""
 
   def fn():
     with gin.config_scope(model.scope):
-      eval_runner.evaluate(model_dir=model.eval_dir,
-                           checkpoint=model.checkpoint_dir)
+      eval_runner.evaluate(model_dir=eval_dir,
+                           checkpoint=model.checkpoint_dir, **overrides)
 
-  log.run(name, lambda: stages.eval_complete(model.eval_dir,
-                                             model.checkpoint_dir), fn)
-  record = stages.read_metrics(model.eval_dir)
+  log.run(name, lambda: stages.eval_complete(eval_dir, model.checkpoint_dir),
+          fn)
+  record = stages.read_metrics(eval_dir)
   if metric not in record['metrics']:
     raise ValueError(f'self_train.metric={metric!r} is not an eval metric of '
-                     f'{model.eval_dir}; choose one of '
+                     f'{eval_dir}; choose one of '
                      f'{sorted(record["metrics"])}')
+  return record
+
+
+def _eval_stage(log: stages.StageLog, name: str, model: TrainedModel,
+                metric: str, test: Optional[TestSplit] = None
+                ) -> Dict[str, Any]:
+  """Evaluates `model` on val (and `test`, in `<eval_dir>/test`).
+
+  Returns the val eval record; with `test`, its `test` key holds the test
+  record.
+  """
+  record = _evaluate_once(log, name, model, model.eval_dir, metric)
+  if test is not None:
+    record = dict(record, test=_evaluate_once(
+        log, f'{name}_test', model, os.path.join(model.eval_dir, 'test'),
+        metric, dataset=test.dataset(), metric_fn=test.metric_fn))
   return record
 
 
@@ -137,9 +161,10 @@ def _first_teacher(log: stages.StageLog, round_dir: str,
 
 def _check_args(num_rounds: int, teacher_model_dir: Optional[str],
                 teacher_export_dir: Optional[str],
-                init_student_from_teacher: bool) -> None:
-  if num_rounds < 1:
-    raise ValueError(f'self_train.num_rounds must be >= 1, got {num_rounds}')
+                init_student_from_teacher: bool, baseline: bool) -> None:
+  if num_rounds < 0 or (num_rounds == 0 and not baseline):
+    raise ValueError(f'self_train.num_rounds must be >= 1 (or 0 with '
+                     f'self_train.baseline = True), got {num_rounds}')
   if teacher_model_dir and teacher_export_dir:
     raise ValueError('give self_train.teacher_model_dir or '
                      'self_train.teacher_export_dir, not both')
@@ -158,12 +183,16 @@ def self_train(model_dir: str = gin.REQUIRED,
                student_dataset: Callable[..., tf.data.Dataset] = (
                    pipeline.build_self_training_dataset),
                export_student: bool = True,
-               baseline: bool = False) -> Dict[str, Any]:
+               baseline: bool = False,
+               test_dataset: Optional[Callable[[], Any]] = None,
+               test_metric_fn: Optional[Callable[..., Any]] = None
+               ) -> Dict[str, Any]:
   """Runs (or resumes) the self-training pipeline in `model_dir`.
 
   Args:
     model_dir: the pipeline folder (layout in `stages.py`).
     num_rounds: teacher -> student rounds; each student teaches the next.
+      0 (with `baseline`): only the teacher and the supervised baseline.
     metric: eval metric reported and compared (`AP` for COCO detection,
       `mean_iou` for segmentation).
     teacher_model_dir: use this trained teacher (trainer checkpoints, model
@@ -179,20 +208,32 @@ def self_train(model_dir: str = gin.REQUIRED,
     export_student: export each student as a SavedModel.
     baseline: also train and evaluate the supervised baseline ('baseline'
       scope, in `model_dir/baseline`).
+    test_dataset: if set (with `test_metric_fn`), every model is also
+      evaluated on this held-out split (a dataset factory, e.g. gin
+      `@test/build_dataset`) into `<its eval dir>/test/`; the summary
+      reports both. Choose recipes on val, report on test.
+    test_metric_fn: the test split's metric function (e.g.
+      `@test/evaluate_detection` with the test annotations).
 
   Returns:
     The summary (also written to `summary.json`; see `summary.py`).
   """
   _check_args(num_rounds, teacher_model_dir, teacher_export_dir,
-              init_student_from_teacher)
+              init_student_from_teacher, baseline)
+  if (test_dataset is None) != (test_metric_fn is None):
+    raise ValueError('give both self_train.test_dataset and '
+                     'self_train.test_metric_fn, or neither')
+  test = (TestSplit(test_dataset, test_metric_fn)
+          if test_dataset is not None else None)
   log = stages.StageLog(model_dir)
   teacher = _first_teacher(log, os.path.join(model_dir, 'round_0'),
                            teacher_model_dir, teacher_export_dir)
-  teacher_record = (_eval_stage(log, 'round_0/teacher/eval', teacher, metric)
-                    if teacher.eval_dir else None)
+  teacher_record = (_eval_stage(log, 'round_0/teacher/eval', teacher, metric,
+                                test) if teacher.eval_dir else None)
   teacher_steps = (stages.final_step(teacher.checkpoint_dir)
                    if teacher.checkpoint_dir else None)
   first_teacher_dir = teacher.checkpoint_dir
+  first_teacher_record = teacher_record
   rounds: List[Dict[str, Any]] = []
   for r in range(num_rounds):
     prefix = f'round_{r}'
@@ -221,7 +262,7 @@ def self_train(model_dir: str = gin.REQUIRED,
     student = TrainedModel(STUDENT_SCOPE, checkpoint_dir=student_dir,
                            eval_dir=student_dir)
     student_record = _eval_stage(log, f'{prefix}/student/eval', student,
-                                 metric)
+                                 metric, test)
     export_path = None
     if export_student:
       def export(student_dir=student_dir):
@@ -254,14 +295,17 @@ def self_train(model_dir: str = gin.REQUIRED,
     _train_stage(log, 'baseline/train', baseline_model.checkpoint_dir,
                  BASELINE_SCOPE, **baseline_kwargs)
     baseline_entry = summary_lib.baseline_entry(
-        _eval_stage(log, 'baseline/eval', baseline_model, metric), metric,
+        _eval_stage(log, 'baseline/eval', baseline_model, metric, test),
+        metric,
         stages.final_step(baseline_model.checkpoint_dir) +
         (teacher_steps if from_teacher else 0),
         expected_steps=(None if teacher_steps is None else
                         teacher_steps + sum(r['student']['step']
                                             for r in rounds)),
-        final_student_value=rounds[-1]['student']['value'])
-  result = summary_lib.build(metric, rounds, baseline_entry, log.table())
+        final_student=rounds[-1]['student'] if rounds else None)
+  result = summary_lib.build(metric, rounds, baseline_entry, log.table(),
+                             teacher=summary_lib.model_entry(
+                                 first_teacher_record, metric))
   markdown = summary_lib.write(model_dir, result)
   print(markdown)
   logging.info('self_train summary:\n%s', markdown)

@@ -17,7 +17,6 @@ more teacher steps): run a changed config in a new model_dir.
 """
 from __future__ import annotations
 
-import json
 import os
 import time
 from typing import Any, Callable, Dict, List, Optional
@@ -26,8 +25,10 @@ from absl import logging
 import tensorflow as tf
 import tf_keras
 
+from st_tf import atomic_io
 from st_tf.evaluation import checkpoints
 from st_tf.evaluation import runner as eval_runner
+from st_tf.export import saved_model
 from st_tf.pseudo_label import writer as writer_lib
 
 STATE_FILE = 'stages.json'
@@ -36,16 +37,24 @@ EXPORT_SUBDIR = 'export'
 
 
 def write_json(path: str, data: Any) -> None:
-  """Writes JSON atomically (tmp + rename)."""
+  """Writes JSON atomically and durably (`atomic_io`); makes the folder."""
   tf.io.gfile.makedirs(os.path.dirname(path) or '.')
-  with tf.io.gfile.GFile(path + '.tmp', 'w') as f:
-    f.write(json.dumps(data, indent=2, sort_keys=True))
-  tf.io.gfile.rename(path + '.tmp', path, overwrite=True)
+  atomic_io.write_json(path, data, indent=2, sort_keys=True)
 
 
 def read_json(path: str) -> Any:
-  with tf.io.gfile.GFile(path) as f:
-    return json.load(f)
+  return atomic_io.read_json(path)
+
+
+def _read_or_none(path: str) -> Optional[Any]:
+  """The JSON at `path`; None when missing or torn (the stage reruns)."""
+  if not tf.io.gfile.exists(path):
+    return None
+  try:
+    return atomic_io.read_json(path)
+  except atomic_io.TornFileError as e:
+    logging.warning('%s; the stage is treated as not complete.', e)
+    return None
 
 
 def final_step(checkpoint_dir: str) -> Optional[int]:
@@ -64,18 +73,17 @@ def mark_trained(train_dir: str) -> Dict[str, Any]:
 
 def train_complete(train_dir: str) -> bool:
   """`train` returned (marker written) and its checkpoint is still there."""
-  path = os.path.join(train_dir, TRAIN_DONE_FILE)
-  return (tf.io.gfile.exists(path) and
-          final_step(train_dir) == read_json(path)['step'])
+  record = _read_or_none(os.path.join(train_dir, TRAIN_DONE_FILE))
+  return record is not None and final_step(train_dir) == record.get('step')
 
 
 def eval_complete(eval_dir: str, checkpoint_dir: str) -> bool:
   """`eval_metrics.json` in `eval_dir` is for the final checkpoint step."""
-  path = os.path.join(eval_dir, eval_runner.METRICS_FILE)
-  if not tf.io.gfile.exists(path):
+  record = _read_or_none(os.path.join(eval_dir, eval_runner.METRICS_FILE))
+  if record is None:
     return False
   step = final_step(checkpoint_dir)
-  return step is not None and read_json(path).get('step') == step
+  return step is not None and record.get('step') == step
 
 
 def read_metrics(eval_dir: str) -> Dict[str, Any]:
@@ -84,10 +92,12 @@ def read_metrics(eval_dir: str) -> Dict[str, Any]:
 
 
 def pseudo_labels_complete(output_dir: str) -> bool:
-  """Every job's manifest is there and says complete."""
-  manifests = writer_lib.read_manifests(output_dir)
+  """Every job's manifest is there and says complete, and the shards hold
+  at least one image (else the student could not read them)."""
+  manifests = writer_lib.read_manifests(output_dir, skip_torn=True)
   return bool(manifests) and all(m.get('complete') for m in manifests) and (
-      len(manifests) == manifests[0].get('num_shards'))
+      len(manifests) == manifests[0].get('num_shards')) and sum(
+          m.get('totals', {}).get('images_out', 0) for m in manifests) > 0
 
 
 def pseudo_label_stats(output_dir: str) -> Dict[str, Any]:
@@ -107,7 +117,17 @@ def pseudo_label_stats(output_dir: str) -> Dict[str, Any]:
           'images_in': sum(t['images_in'] for t in totals),
           'images_out': images_out, 'labels': labels,
           'labels_per_image': labels / images_out if images_out else 0.0,
+          'score_threshold': _score_threshold(manifests[0]),
           'quality': manifests[0].get('quality')}
+
+
+def _score_threshold(manifest: Dict[str, Any]) -> Optional[float]:
+  """The detection threshold a job used (its auto choice, if any)."""
+  if 'auto_threshold' in manifest:
+    return manifest['auto_threshold']['score_threshold']
+  value = manifest.get('settings', {}).get('selection', {}).get(
+      'score_threshold')
+  return value if isinstance(value, (int, float)) else None
 
 
 def export_dir_for(train_dir: str) -> Optional[str]:
@@ -118,10 +138,10 @@ def export_dir_for(train_dir: str) -> Optional[str]:
 
 
 def export_complete(train_dir: str) -> bool:
-  """The final checkpoint's SavedModel (saved_model.pb) is there."""
+  """The final checkpoint's SavedModel is there, whole (every file of its
+  `saved_model.FILE_LIST`, with its size)."""
   path = export_dir_for(train_dir)
-  return path is not None and tf.io.gfile.exists(
-      os.path.join(path, 'saved_model.pb'))
+  return path is not None and saved_model.is_complete(path)
 
 
 class StageLog:
@@ -133,8 +153,15 @@ class StageLog:
 
   def __init__(self, model_dir: str):
     self.path = os.path.join(model_dir, STATE_FILE)
-    self.records: Dict[str, Dict[str, Any]] = (
-        read_json(self.path) if tf.io.gfile.exists(self.path) else {})
+    self.records: Dict[str, Dict[str, Any]] = {}
+    if tf.io.gfile.exists(self.path):
+      try:
+        self.records = read_json(self.path)
+      except atomic_io.TornFileError as e:
+        # Only wall times live here: completion is read from the stage
+        # folders, so the file is rebuilt from them as stages run or skip.
+        logging.warning('%s Rebuilding it: stage completion is read from '
+                        'the stage folders; earlier wall times are lost.', e)
     self.status: Dict[str, str] = {}
 
   def run(self, name: str, is_complete: Callable[[], bool],

@@ -3,19 +3,22 @@
 `summary.json`::
 
   {"metric": "AP", "task": "detection",
+   "teacher": {"value", "step", "metrics"[, "test_value", "test_metrics"]},
    "rounds": [{"round": 0,
                "teacher": {"value", "step", "metrics"} | null,
                "student": {"value", "step", "metrics", "export_dir"},
-               "gain": student - teacher | null,
+               "gain": student - teacher | null, "test_gain",
                "pseudo_labels": {"images_in", "images_out", "labels",
                                  "labels_per_image", "quality", ...}}],
    "baseline": {"value", "step", "metrics", "expected_steps",
-                "steps_match", "student_minus_baseline"} | null,
+                "steps_match", "student_minus_baseline",
+                "test_student_minus_baseline"} | null,
    "stages": [{"name": "round_0/teacher/train", "seconds", "status"}, ...],
    "total_seconds": float}
 
 Metric values are those of `eval_metrics.json` (COCO AP in [0, 1], mIoU in
-[0, 1]); `labels` counts pseudo boxes (detection) or pixels (segmentation);
+[0, 1]); `value` is on val, `test_value` on the held-out test split (when
+`self_train.test_dataset` is set); `labels` counts pseudo boxes (detection) or pixels (segmentation);
 `seconds` is the wall time of the run that produced the stage's output and
 `status` says whether this run 'ran' or 'skipped' it.
 """
@@ -24,8 +27,7 @@ from __future__ import annotations
 import os
 from typing import Any, Dict, List, Optional
 
-import tensorflow as tf
-
+from st_tf import atomic_io
 from st_tf.self_train import stages
 
 JSON_FILE = 'summary.json'
@@ -35,12 +37,26 @@ MARKDOWN_FILE = 'summary.md'
 LABEL_UNITS = {'detection': 'boxes', 'segmentation': 'pixels'}
 
 
-def _model(record: Optional[Dict[str, Any]], metric: str
-           ) -> Optional[Dict[str, Any]]:
+def model_entry(record: Optional[Dict[str, Any]], metric: str
+                ) -> Optional[Dict[str, Any]]:
+  """An eval record -> {'value', 'step', 'metrics'} (+ 'test_value',
+  'test_metrics' when the record holds a test-split evaluation)."""
   if record is None:
     return None
-  return {'value': float(record['metrics'][metric]),
-          'step': int(record['step']), 'metrics': record['metrics']}
+  entry = {'value': float(record['metrics'][metric]),
+           'step': int(record['step']), 'metrics': record['metrics']}
+  if 'test' in record:
+    entry.update(test_value=float(record['test']['metrics'][metric]),
+                 test_metrics=record['test']['metrics'])
+  return entry
+
+
+
+def _difference(a: Optional[Dict[str, Any]], b: Optional[Dict[str, Any]],
+                key: str) -> Optional[float]:
+  if a is None or b is None or key not in a or key not in b:
+    return None
+  return a[key] - b[key]
 
 
 def round_entry(index: int, teacher_record: Optional[Dict[str, Any]],
@@ -48,32 +64,40 @@ def round_entry(index: int, teacher_record: Optional[Dict[str, Any]],
                 pseudo_stats: Dict[str, Any], student_step: int,
                 export_dir: Optional[str]) -> Dict[str, Any]:
   """One round: teacher / student eval records -> values and the gain."""
-  teacher = _model(teacher_record, metric)
-  student = dict(_model(student_record, metric), step=int(student_step),
+  teacher = model_entry(teacher_record, metric)
+  student = dict(model_entry(student_record, metric), step=int(student_step),
                  export_dir=export_dir)
   return {'round': index, 'teacher': teacher, 'student': student,
-          'gain': (None if teacher is None
-                   else student['value'] - teacher['value']),
+          'gain': _difference(student, teacher, 'value'),
+          'test_gain': _difference(student, teacher, 'test_value'),
           'pseudo_labels': pseudo_stats}
 
 
 def baseline_entry(record: Dict[str, Any], metric: str, step: int,
                    expected_steps: Optional[int],
-                   final_student_value: float) -> Dict[str, Any]:
-  """The supervised baseline and its comparison with the final student."""
-  entry = _model(record, metric)
+                   final_student: Optional[Dict[str, Any]]
+                   ) -> Dict[str, Any]:
+  """The supervised baseline and its comparison with the final student
+  (None when the run trained no student)."""
+  entry = model_entry(record, metric)
   entry.update(step=int(step), expected_steps=expected_steps,
                steps_match=(None if expected_steps is None
                             else int(step) == int(expected_steps)),
-               student_minus_baseline=final_student_value - entry['value'])
+               student_minus_baseline=_difference(final_student, entry,
+                                                  'value'),
+               test_student_minus_baseline=_difference(final_student, entry,
+                                                       'test_value'))
   return entry
 
 
 def build(metric: str, rounds: List[Dict[str, Any]],
           baseline: Optional[Dict[str, Any]],
-          stage_table: List[Dict[str, Any]]) -> Dict[str, Any]:
+          stage_table: List[Dict[str, Any]],
+          teacher: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
   """The summary dict (see the module docstring)."""
-  return {'metric': metric, 'task': rounds[0]['pseudo_labels']['task'],
+  task = rounds[0]['pseudo_labels']['task'] if rounds else (
+      'detection' if metric == 'AP' else 'segmentation')
+  return {'metric': metric, 'task': task, 'teacher': teacher,
           'rounds': rounds, 'baseline': baseline, 'stages': stage_table,
           'total_seconds': round(sum(s.get('seconds', 0.0)
                                      for s in stage_table), 2)}
@@ -85,14 +109,20 @@ def _fmt(value: Optional[float], signed: bool = False) -> str:
   return f'{value:+.4f}' if signed else f'{value:.4f}'
 
 
+def _test(entry: Optional[Dict[str, Any]]) -> str:
+  return _fmt(entry.get('test_value')) if entry else 'n/a'
+
+
 def to_markdown(summary: Dict[str, Any]) -> str:
-  """The report as Markdown tables."""
+  """The report as Markdown tables (test columns read 'n/a' without one)."""
   metric, unit = summary['metric'], LABEL_UNITS[summary['task']]
-  lines = [f'# Self-training summary ({summary["task"]}, val {metric})', '',
+  lines = [f'# Self-training summary ({summary["task"]}, {metric}: val, '
+           'and test where evaluated)', '',
            f'| round | teacher {metric} | student {metric} | gain | '
            f'pseudo images | pseudo {unit} kept | {unit}/image | '
-           'teacher step | student step |',
-           '|---|---|---|---|---|---|---|---|---|']
+           'teacher step | student step | teacher test | student test | '
+           'test gain |',
+           '|---|---|---|---|---|---|---|---|---|---|---|---|']
   for r in summary['rounds']:
     teacher, student, pseudo = r['teacher'], r['student'], r['pseudo_labels']
     lines.append(
@@ -100,7 +130,9 @@ def to_markdown(summary: Dict[str, Any]) -> str:
         f'{_fmt(student["value"])} | {_fmt(r["gain"], signed=True)} | '
         f'{pseudo["images_out"]}/{pseudo["images_in"]} | {pseudo["labels"]} | '
         f'{pseudo["labels_per_image"]:.2f} | '
-        f'{teacher["step"] if teacher else "n/a"} | {student["step"]} |')
+        f'{teacher["step"] if teacher else "n/a"} | {student["step"]} | '
+        f'{_test(teacher)} | {_test(student)} | '
+        f'{_fmt(r.get("test_gain"), signed=True)} |')
   base = summary['baseline']
   if base is not None:
     match = {True: '', False: ' (MISMATCH: expected '
@@ -108,10 +140,13 @@ def to_markdown(summary: Dict[str, Any]) -> str:
              None: ''}[base['steps_match']]
     lines += ['', '## Supervised baseline (human labels only, student '
               'augmentation)', '',
-              f'| baseline {metric} | steps | final student - baseline |',
-              '|---|---|---|',
+              f'| baseline {metric} | steps | final student - baseline | '
+              f'baseline test {metric} | test: student - baseline |',
+              '|---|---|---|---|---|',
               f'| {_fmt(base["value"])} | {base["step"]}{match} | '
-              f'{_fmt(base["student_minus_baseline"], signed=True)} |']
+              f'{_fmt(base["student_minus_baseline"], signed=True)} | '
+              f'{_test(base)} | '
+              f'{_fmt(base.get("test_student_minus_baseline"), signed=True)} |']
   lines += ['', '## Wall time per stage', '', '| stage | seconds | this run |',
             '|---|---|---|']
   for stage in summary['stages']:
@@ -125,6 +160,5 @@ def write(model_dir: str, summary: Dict[str, Any]) -> str:
   """Writes summary.json and summary.md; returns the Markdown."""
   stages.write_json(os.path.join(model_dir, JSON_FILE), summary)
   markdown = to_markdown(summary)
-  with tf.io.gfile.GFile(os.path.join(model_dir, MARKDOWN_FILE), 'w') as f:
-    f.write(markdown)
+  atomic_io.write_text(os.path.join(model_dir, MARKDOWN_FILE), markdown)
   return markdown

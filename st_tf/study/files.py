@@ -1,18 +1,17 @@
-"""Atomic writes for the study's outputs (temp name, then rename)."""
+"""Atomic writes for the study's outputs (`st_tf.atomic_io`)."""
 from __future__ import annotations
 
 import json
 import os
 from typing import Any
 
+from st_tf import atomic_io
+
 
 def write_text(path: str, text: str) -> None:
   """Writes `text` to `path` atomically (a crash leaves the old file)."""
   os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-  tmp = f'{path}.tmp{os.getpid()}'
-  with open(tmp, 'w') as f:
-    f.write(text)
-  os.replace(tmp, path)
+  atomic_io.write_text(path, text)
 
 
 def write_json(path: str, data: Any) -> None:
@@ -21,5 +20,5 @@ def write_json(path: str, data: Any) -> None:
 
 
 def read_json(path: str) -> Any:
-  with open(path) as f:
+  with open(path) as f:  # FileNotFoundError when missing (callers rely on it).
     return json.load(f)

@@ -105,7 +105,9 @@ def _full(model: tf_keras.Model, checkpoint: Optional[str]) -> None:
   loss averages. Other models are restored partially, optimizer excluded.
   """
   path = resolve_checkpoint(checkpoint)
-  keys = tf.train.load_checkpoint(path).get_variable_to_shape_map()
+  # (Not tf.train.load_checkpoint: see evaluation/checkpoints.checkpoint_step.)
+  keys = tf.compat.v1.train.NewCheckpointReader(
+      path).get_variable_to_shape_map()
   if not any(k.startswith('model/') for k in keys):
     raise ValueError(f'Checkpoint {path!r} holds no `model` matching this '
                      'one (saved as tf.train.Checkpoint(model=...)?).')

@@ -35,6 +35,7 @@ import gin
 import tensorflow as tf
 import tf_keras
 
+from st_tf.training import finite
 from st_tf.training import init as init_lib
 from st_tf.training import loss_log
 from st_tf.training import optimizer as optimizer_lib
@@ -184,6 +185,8 @@ def train(model_dir: str = gin.REQUIRED,
           max_to_keep: int = 5,
           backup_and_restore: bool = False,
           loss_log_every: Optional[int] = None,
+          resume_from_last_finite: bool = False,
+          seed: Optional[int] = None,
           callbacks: Sequence[tf_keras.callbacks.Callback] = (),
           ) -> Dict[str, float]:
   """Trains `model` to `train_steps` steps, resuming from `model_dir`.
@@ -212,6 +215,17 @@ def train(model_dir: str = gin.REQUIRED,
     loss_log_every: if set, append the training loss every this many steps
       to `model_dir/train_log.csv` (`loss_log.LossLogCallback`; off by
       default).
+    resume_from_last_finite: when the latest checkpoint holds NaN / Inf
+      values, resume from the newest finite one instead of raising
+      (`finite.restore_finite`). A non-finite loss always stops training
+      with `finite.NonFiniteError` before it is checkpointed.
+    seed: if set, `tf_keras.utils.set_random_seed(seed)` before anything
+      is built: Python, NumPy and TensorFlow's global seed, so weight init,
+      the datasets' unseeded shuffles and the augmentation ops' draws all
+      derive from it. Parallel parsing still interleaves the augmentation
+      draws in a varying order: give the dataset builders the same seed
+      (they then parse serially) for runs that repeat exactly (the demo
+      configs do; README "Configs"). None = not seeded.
     callbacks: extra Keras callbacks (not gin-configurable).
 
   Returns:
@@ -226,6 +240,8 @@ def train(model_dir: str = gin.REQUIRED,
   if steps_per_epoch % steps_per_execution:
     raise ValueError(f'steps_per_epoch ({steps_per_epoch}) must be a '
                      f'multiple of steps_per_execution ({steps_per_execution}).')
+  if seed is not None:
+    tf_keras.utils.set_random_seed(int(seed))
   strategy = _call_or_value(strategy)
   chief = strategy_lib.is_chief(strategy)
   tf.io.gfile.makedirs(model_dir)
@@ -250,6 +266,9 @@ def train(model_dir: str = gin.REQUIRED,
     latest = tf.train.latest_checkpoint(model_dir)
     if latest:
       checkpoint.restore(latest).expect_partial()
+      latest = finite.restore_finite(checkpoint, keras_model, latest,
+                                     manager.checkpoints,
+                                     resume_from_last_finite)
       logging.info('Resumed from %s at step %d.', latest, int(step.numpy()))
     else:
       init(keras_model)
@@ -264,7 +283,9 @@ def train(model_dir: str = gin.REQUIRED,
                  train_steps)
     return {}
 
-  all_callbacks = [CheckpointCallback(manager, step)]
+  # The guard runs first: a non-finite epoch is never checkpointed.
+  all_callbacks = [finite.FiniteGuard(save_dir),
+                   CheckpointCallback(manager, step)]
   if chief:
     all_callbacks += [SummaryCallback(model_dir, keras_optimizer),
                       ProgressLogger(keras_optimizer, train_steps),

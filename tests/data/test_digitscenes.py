@@ -105,7 +105,8 @@ def test_generate_writes_splits_metadata_and_coco(small_dir):
   assert meta['num_classes'] == 11 and meta['seed'] == 3
   assert meta['class_names'][1:] == [str(d) for d in range(10)]
   all_ids = set()
-  for split in digitscenes.SPLITS:
+  assert meta['layout'] == 'v1'
+  for split in digitscenes.get_layout('v1').splits:
     n = _SMALL[f'num_{split}']
     assert meta['splits'][split]['num_examples'] == n
     assert len(meta['splits'][split]['files']) == 2
@@ -192,3 +193,43 @@ def test_script_writes_all_splits(tmp_path):
   # --num_classification also writes the pre-training parts.
   assert digitscenes_classification.is_classification_complete(
       str(out), num_train=3, num_val=2)
+
+
+def test_layout_v2_pools_are_disjoint_and_unlabeled_is_larger():
+  layout = digitscenes.get_layout('v2')
+  assert layout.splits == ('labeled', 'unlabeled', 'val', 'test')
+  pools = {s: set(digitscenes.pool_for_split(s, 'v2').indices.tolist())
+           for s in layout.splits}
+  for a in layout.splits:
+    for b in layout.splits:
+      if a < b:
+        assert not pools[a] & pools[b], (a, b)
+  assert len(pools['unlabeled']) >= 4 * len(pools['labeled'])
+  assert layout.sizes['unlabeled'] >= 20 * layout.sizes['labeled']
+  for split in layout.splits:  # every digit appears in every pool
+    labels = digitscenes.pool_for_split(split, 'v2').labels
+    assert set(labels.tolist()) == set(range(10)), split
+  with pytest.raises(ValueError, match="unknown DigitScenes layout 'v3'"):
+    digitscenes.get_layout('v3')
+
+
+def test_layout_v2_generates_test_split(tmp_path):
+  out = str(tmp_path)
+  digitscenes.generate(out, layout='v2', num_labeled=2, num_unlabeled=3,
+                       num_val=1, num_test=2, num_shards=1, num_workers=1)
+  meta = digitscenes.load_metadata(out)
+  assert meta['layout'] == 'v2'
+  assert {s: meta['splits'][s]['num_examples'] for s in meta['splits']} == {
+      'labeled': 2, 'unlabeled': 3, 'val': 1, 'test': 2}
+  assert meta['splits']['test']['digit_pool'] == [1450, 1797]
+  with open(os.path.join(out, 'test.json')) as f:
+    ids = [im['id'] for im in json.load(f)['images']]
+  assert ids == [4 * digitscenes.SOURCE_ID_BLOCK, 4 * digitscenes.SOURCE_ID_BLOCK + 1]
+  assert digitscenes.is_complete(out, layout='v2', num_test=2)
+  assert not digitscenes.is_complete(out, layout='v1')
+  # The v2 unlabeled scenes draw only from the unlabeled pool.
+  pool = digitscenes.pool_for_split('unlabeled', 'v2')
+  image = digitscenes.scene_for('unlabeled', 0, 0, layout='v2')[0]
+  assert image.shape == (128, 128, 3) and len(pool.labels) == 900
+  with pytest.raises(ValueError, match="layout 'v1' has no split 'test'"):
+    digitscenes.generate(out, num_test=1)

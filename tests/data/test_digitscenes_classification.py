@@ -69,7 +69,7 @@ def test_scenes_are_unchanged_by_the_shared_drawing_helpers():
   # make_scene was refactored to share helpers with make_digit_crop; the
   # scenes (and so every existing DigitScenes copy) must stay byte-identical.
   h = hashlib.md5()
-  for split in digitscenes.SPLITS:
+  for split in digitscenes.get_layout('v1').splits:
     for a in digitscenes.scene_for(split, 7, 0):
       h.update(a.tobytes())
   assert h.hexdigest() == 'ad684be317c6354bc7f4f30f3a862736'

@@ -107,3 +107,58 @@ def test_segmentation_parser_eager_and_in_tf_data():
       assert float(labels['is_pseudo']) == 1.0
     if mode == 'eval':  # 48x80 -> 38x64: rows 38.. are padding = ignore
       assert np.all(masks[39:] == 255) and np.any(masks == 2)
+
+
+def _flat(levels):
+  return np.concatenate([levels[k].numpy().reshape(-1) for k in sorted(levels)])
+
+
+@pytest.mark.parametrize('handling,expected', [('drop', 1.0), ('ignore', 0.0),
+                                                ('soft', 0.7)])
+def test_crowd_handling_weights_background_anchors_on_band_boxes(
+    handling, expected):
+  data = _detection(1, teacher_id='t')
+  # One hard box (left) and one crowd (band) box of score 0.3 (right).
+  data['groundtruth_boxes'] = tf.constant([[0.2, 0.05, 0.7, 0.4],
+                                           [0.2, 0.55, 0.8, 0.95]])
+  data['groundtruth_classes'] = tf.constant([1, 2], tf.int64)
+  data['groundtruth_is_crowd'] = tf.constant([False, True])
+  data['groundtruth_scores'] = tf.constant([0.9, 0.3])
+  data['groundtruth_area'] = tf.constant([100., 100.])
+  parser = _parser(policy='eval', crowd_handling=handling)
+  reference = _parser(policy='eval')
+  for run in (lambda p: p(data),
+              lambda p: next(iter(tf.data.Dataset.from_tensors(data).map(p)))):
+    _, labels = run(parser)
+    _, plain = run(reference)
+    weights = labels['cls_weights'].numpy()
+    targets = _flat(labels['cls_targets'])
+    changed = np.flatnonzero(~np.isclose(weights, plain['cls_weights'].numpy()))
+    if handling == 'drop':
+      assert not changed.size
+    else:
+      assert changed.size > 0
+      np.testing.assert_allclose(weights[changed], expected, atol=1e-6)
+      assert np.all(targets[changed] <= 0)  # only background anchors change
+    # Positives (the hard box) and box weights never change.
+    np.testing.assert_array_equal(targets, _flat(plain['cls_targets']))
+    np.testing.assert_array_equal(labels['box_weights'].numpy(),
+                                  plain['box_weights'].numpy())
+    assert int(labels['num_boxes']) == 1
+
+
+def test_crowd_handling_rejects_unknown_value():
+  with pytest.raises(ValueError, match='crowd_handling'):
+    _parser(crowd_handling='maybe')
+
+
+@pytest.mark.parametrize('handling', ['ignore', 'soft'])
+def test_crowd_handling_without_crowd_boxes_changes_nothing(handling):
+  # A regression: with no crowd box the weight factor was +inf (the min of
+  # an empty row), and the student's loss NaN.
+  for num_boxes in (0, 2):
+    data = _detection(num_boxes, teacher_id='t')
+    _, labels = _parser(policy='eval', crowd_handling=handling)(data)
+    _, plain = _parser(policy='eval')(data)
+    np.testing.assert_array_equal(labels['cls_weights'].numpy(),
+                                  plain['cls_weights'].numpy())

@@ -157,3 +157,24 @@ def test_unknown_task_and_missing_checkpoint(tmp_path):
   with pytest.raises(FileNotFoundError, match='No checkpoint'):
     saved_model.export(model_dir=str(tmp_path), model=model,
                        input_size=[_SIZE, _SIZE], task='segmentation')
+
+
+def test_export_half_copied_is_not_complete(tmp_path):
+  model = tiny_models.tiny_segmentation(num_classes=3, size=_SIZE)
+  path = saved_model.export_saved_model(
+      model, str(tmp_path / 'export' / '1'), input_size=[_SIZE, _SIZE],
+      task='segmentation')
+  assert saved_model.is_complete(path)
+  # An object-by-object rename (GCS) stopped half way: the graph is there,
+  # a variables shard is not yet (or is short).
+  shard = [n for n in os.listdir(os.path.join(path, 'variables'))
+           if n.startswith('variables.data')][0]
+  shard = os.path.join(path, 'variables', shard)
+  with open(shard, 'rb') as f:
+    data = f.read()
+  with open(shard, 'wb') as f:
+    f.write(data[:len(data) // 2])
+  assert os.path.exists(os.path.join(path, 'saved_model.pb'))
+  assert not saved_model.is_complete(path)
+  os.remove(shard)
+  assert not saved_model.is_complete(path)

@@ -97,3 +97,21 @@ def test_missing_key_names_the_module():
   with pytest.raises(ValueError, match='detection.py.*box_weights'):
     detection.detection_loss(outputs, labels, tf.ones([1]),
                              num_classes=NUM_CLASSES)
+
+
+def test_pseudo_box_loss_weight_scales_only_the_second_part():
+  outputs, labels = _random_batch(4, seed=3, positive_rate=0.3)
+  parts = tf.constant([[1., 1., 0., 0.], [0., 0., 1., 1.]])
+  base = detection.detection_loss(outputs, labels, parts,
+                                  num_classes=NUM_CLASSES)
+  cls_only = detection.detection_loss(outputs, labels, parts,
+                                      num_classes=NUM_CLASSES,
+                                      pseudo_box_loss_weight=0.0)
+  np.testing.assert_allclose(cls_only['total'][0], base['total'][0],
+                             rtol=1e-6)
+  np.testing.assert_allclose(cls_only['total'][1], base['cls'][1], rtol=1e-6)
+  assert float(base['box'][1]) > 0
+  one_part = detection.detection_loss(outputs, labels, parts[0],
+                                      num_classes=NUM_CLASSES,
+                                      pseudo_box_loss_weight=0.0)
+  np.testing.assert_allclose(one_part['total'], base['total'][0], rtol=1e-6)

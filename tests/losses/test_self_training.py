@@ -167,3 +167,25 @@ def test_moving_averages_are_cross_replica_means_under_mirrored_strategy():
   # Step 2: means 6 and 2, momentum 0.5.
   assert m_h2 == [4.0, 4.0] and m_p2 == [3.0, 3.0]
   assert loss2[0] == pytest.approx(0.5 * (5 + (4 / 3) * 0))
+
+
+def test_warmup_ramps_a_from_zero_and_is_checkpointed(tmp_path):
+  c = self_training.NormalizedCombiner(pseudo_weight=2.0, momentum=0.5,
+                                       warmup_steps=4)
+  loss, logs = _run(c, 2.0, 4.0)  # step 1 of 4: a = 0.5
+  assert logs['a'] == pytest.approx(0.5)
+  assert loss == pytest.approx(1 / 1.5 * (2.0 + 0.5 * (2.0 / 4.0) * 4.0))
+  ckpt = tf.train.Checkpoint(c=c)
+  path = ckpt.save(str(tmp_path / 'c'))
+  for _ in range(5):
+    _, logs = _run(c, 2.0, 4.0)
+  assert logs['a'] == pytest.approx(2.0)  # ramp done, stays at a
+  restored = self_training.NormalizedCombiner(pseudo_weight=2.0,
+                                              warmup_steps=4)
+  tf.train.Checkpoint(c=restored).restore(path)
+  assert float(restored.steps) == 1.0
+  w = self_training.WeightedCombiner(pseudo_weight=1.0, warmup_steps=2)
+  loss, logs = _run(w, 1.0, 3.0)
+  assert loss == pytest.approx(1.0 + 0.5 * 3.0) and logs['a'] == 0.5
+  with pytest.raises(ValueError, match='warmup_steps'):
+    self_training.NormalizedCombiner(warmup_steps=-1)

@@ -58,10 +58,14 @@ def test_label_map_flip_average_and_crop():
   np.testing.assert_array_equal(label == 255, top < 0.5)
   np.testing.assert_array_equal(
       label[top >= 0.5], probs[0].numpy().argmax(-1)[top >= 0.5])
-  # A 2x3 image scaled x2 into the padded 4x6 frame maps back to 2x3.
-  info = np.array([[2, 3], [4, 6], [2, 2], [0, 0]], np.float32)
-  padded = np.zeros([8, 8, 2], np.float32)
-  assert segmentation.to_original(padded, info).shape == (2, 3, 2)
+  # A 2x3 image scaled x2 (4x6) into an 8x8 padded frame maps back to 2x3.
+  # Model Garden's image_info row 1 is the desired (padded) size, 8x8.
+  info = np.array([[2, 3], [8, 8], [2, 2], [0, 0]], np.float32)
+  padded = np.full([8, 8, 2], -1.0, np.float32)
+  padded[:4, :6] = 1.0
+  back = segmentation.to_original(padded, info)
+  assert back.shape == (2, 3, 2)
+  np.testing.assert_array_equal(back, np.ones([2, 3, 2], np.float32))
 
 
 def test_failed_shard_leaves_nothing(tmp_path):
@@ -123,3 +127,12 @@ def test_coco_ap_equals_cocoeval_with_every_area_range():
     got = quality.coco_ap(images, threshold)
     assert 0 < got['ap'] < 1
     assert got == pytest.approx(want, abs=0, rel=0)
+
+
+def test_label_map_class_thresholds_balance_background_and_digits():
+  confidence = np.array([[0.95, 0.6], [0.6, 0.35]], np.float32)
+  classes = np.array([[0, 0], [3, 3]])
+  plain = segmentation.label_map(confidence, classes, 0.5)
+  np.testing.assert_array_equal(plain, [[0, 0], [3, 255]])
+  balanced = segmentation.label_map(confidence, classes, 0.3, {0: 0.9})
+  np.testing.assert_array_equal(balanced, [[0, 255], [3, 3]])

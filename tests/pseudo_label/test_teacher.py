@@ -18,8 +18,8 @@ def test_checkpoint_teacher_id_step_and_classes(detection_teacher_dir):
       model=lambda: tiny.detection_model(bias_seed=5))
   assert teacher.task == 'detection' and teacher.step == 7
   assert teacher.input_size == (tiny.SIZE, tiny.SIZE)
-  assert teacher.teacher_id == (
-      f'checkpoint:{os.path.join(detection_teacher_dir, "ckpt-7")}@step=7')
+  assert teacher.teacher_id.startswith('checkpoint:ckpt-7:')
+  assert teacher.teacher_id.endswith('@step=7')
   teacher.check_num_classes(tiny.NUM_CLASSES)
   with pytest.raises(ValueError, match='predicts 11 classes'):
     teacher.check_num_classes(4)
@@ -30,6 +30,32 @@ def test_checkpoint_teacher_id_step_and_classes(detection_teacher_dir):
   saved = tiny.detection_model(bias_seed=0)
   np.testing.assert_allclose(bias(teacher.model), bias(saved))
   assert not np.allclose(bias(fresh), bias(saved))
+
+
+def test_checkpoint_teacher_id_survives_moves_and_urls(
+    tmp_path, detection_teacher_dir, monkeypatch):
+  ids = {}
+  moved = str(tmp_path / 'moved' / 'teacher')
+  tf.io.gfile.makedirs(moved)
+  remote = 'ram://teacher_id_test/teacher'  # Stands in for gs://.
+  tf.io.gfile.makedirs(remote)
+  for name in os.listdir(detection_teacher_dir):
+    for target in (moved, remote):
+      tf.io.gfile.copy(os.path.join(detection_teacher_dir, name),
+                       f'{target}/{name}', overwrite=True)
+  monkeypatch.chdir(tmp_path)
+  for spelling in (detection_teacher_dir, moved, 'moved/teacher'):
+    ids[spelling] = teacher_lib.checkpoint_teacher(
+        model_dir=spelling, model=tiny.detection_model).teacher_id
+  # (ram:// cannot restore a checkpoint: its isdir('ckpt-7') is true.)
+  ids[remote] = teacher_lib.checkpoint_id(f'{remote}/ckpt-7', 7)
+  assert len(set(ids.values())) == 1, ids
+  assert str(tmp_path) not in ids[remote]  # No cwd glued to a URL.
+  # Other weights, other id.
+  other = str(tmp_path / 'other')
+  tiny.save_checkpoint(tiny.detection_model(bias_seed=3), other, step=7)
+  assert teacher_lib.checkpoint_teacher(
+      model_dir=other, model=tiny.detection_model).teacher_id != ids[moved]
 
 
 def test_checkpoint_teacher_without_checkpoint_fails(tmp_path):

@@ -13,25 +13,19 @@ from st_tf.self_train import runner
 from st_tf.training import init as init_lib
 from st_tf.self_train import stages
 from tests.pseudo_label import tiny
+from tests.self_train import smoke
 
-_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(
-    os.path.abspath(__file__))))
-_SMOKE = os.path.join(_ROOT, 'gin', 'demo', 'digitscenes_smoke.gin')
 
 _STAGES = ['round_0/teacher/train', 'round_0/teacher/eval',
+           'round_0/teacher/eval_test',
            'round_0/pseudo_labels', 'round_0/student/train',
-           'round_0/student/eval', 'round_0/student/export',
-           'baseline/train', 'baseline/eval']
+           'round_0/student/eval', 'round_0/student/eval_test',
+           'round_0/student/export',
+           'baseline/train', 'baseline/eval', 'baseline/eval_test']
 
 
 def _parse_smoke(tmp_path):
-  data = str(tmp_path / 'data')
-  main.parse_config([_SMOKE], [
-      f"SMOKE_DATA_DIR = '{data}'",
-      f"LABELED_PATTERN = '{data}/labeled-*'",
-      f"UNLABELED_PATTERN = '{data}/unlabeled-*'",
-      f"VAL_PATTERN = '{data}/val-*'",
-      f"VAL_ANNOTATIONS = '{data}/val.json'"])
+  smoke.parse(str(tmp_path / 'data'))
 
 
 def _mtimes(model_dir):
@@ -75,6 +69,14 @@ def test_smoke_pipeline_runs_then_resumes_by_skipping(tmp_path):
     assert round0['student']['value'] == json.load(f)['metrics']['AP']
   assert round0['gain'] == pytest.approx(
       round0['student']['value'] - round0['teacher']['value'])
+  # Every model is also scored on the test split, in <eval dir>/test.
+  with open(os.path.join(student, 'test', 'eval_metrics.json')) as f:
+    assert round0['student']['test_value'] == json.load(f)['metrics']['AP']
+  assert round0['test_gain'] == pytest.approx(
+      round0['student']['test_value'] - round0['teacher']['test_value'])
+  assert summary['teacher']['test_value'] == round0['teacher']['test_value']
+  assert summary['baseline']['test_student_minus_baseline'] == pytest.approx(
+      round0['student']['test_value'] - summary['baseline']['test_value'])
   pseudo = round0['pseudo_labels']
   assert pseudo['images_in'] == pseudo['images_out'] == 32
   assert 0 < pseudo['labels'] <= 32 * 5  # max_boxes = 5 per image

@@ -5,6 +5,7 @@ import os
 import pytest
 import tensorflow as tf
 
+from st_tf.export import saved_model
 from st_tf.pseudo_label import writer
 from st_tf.self_train import stages
 from st_tf.self_train import summary as summary_lib
@@ -31,7 +32,11 @@ def test_train_and_eval_complete_follow_the_final_checkpoint(tmp_path):
   assert stages.export_dir_for(d) == os.path.join(d, 'export', '10')
   assert not stages.export_complete(d)
   os.makedirs(os.path.join(d, 'export', '10'))
+  # saved_model.pb alone (e.g. an export half copied to GCS) is not enough.
   open(os.path.join(d, 'export', '10', 'saved_model.pb'), 'w').close()
+  assert not stages.export_complete(d)
+  saved_model._write_file_list(  # pylint: disable=protected-access
+      os.path.join(d, 'export', '10'))
   assert stages.export_complete(d)
 
 
@@ -40,7 +45,7 @@ def _manifest(d, index, num, complete, images=4, boxes=6):
       'task': 'detection', 'teacher_id': 't', 'num_shards': num,
       'complete': complete, 'totals': {
           'images_in': images, 'images_out': images,
-          'labels_per_image': boxes / images}})
+          'labels_per_image': boxes / images if images else 0.0}})
 
 
 def test_pseudo_labels_complete_needs_every_job_complete(tmp_path):
@@ -81,7 +86,8 @@ def test_summary_markdown_reports_gain_baseline_and_times(tmp_path):
       summary_lib.round_entry(1, record(0.5, 4), record(0.625, 4),
                               'mean_iou', pseudo, 4, '/x/export/4')]
   base = summary_lib.baseline_entry(record(0.5, 9), 'mean_iou', 9,
-                                    expected_steps=8, final_student_value=0.625)
+                                    expected_steps=8,
+                                    final_student=rounds[-1]['student'])
   result = summary_lib.build('mean_iou', rounds, base,
                              [{'name': 's', 'seconds': 1.5, 'status': 'ran'}])
   markdown = summary_lib.write(str(tmp_path), result)
@@ -94,3 +100,35 @@ def test_summary_markdown_reports_gain_baseline_and_times(tmp_path):
   assert '| s | 1.5 | ran |' in markdown
   with open(tmp_path / 'summary.json') as f:
     assert json.load(f)['baseline']['steps_match'] is False
+
+
+def test_pseudo_labels_without_any_image_are_not_complete(tmp_path):
+  # A complete manifest (as written before the empty-set check) whose shards
+  # hold nothing: the student's input would match no record.
+  _manifest(str(tmp_path), 0, 1, True, images=0, boxes=0)
+  assert not stages.pseudo_labels_complete(str(tmp_path))
+
+
+def test_torn_state_files_are_rebuilt_not_fatal(tmp_path):
+  d = str(tmp_path)
+  _checkpoint(d, 5)
+  stages.mark_trained(d)
+  stages.write_json(os.path.join(d, 'eval_metrics.json'), {'step': 5})
+  stages.write_json(os.path.join(d, stages.STATE_FILE), {'a': {'seconds': 1}})
+  for name in (stages.TRAIN_DONE_FILE, 'eval_metrics.json', stages.STATE_FILE):
+    with open(os.path.join(d, name), 'w') as f:
+      f.write('{"step": 5, "chec')  # A torn write.
+  # Torn markers: the stage reruns (and rewrites them) instead of crashing.
+  assert not stages.train_complete(d) and not stages.eval_complete(d, d)
+  log = stages.StageLog(d)  # Torn stages.json: rebuilt, with a warning.
+  assert log.records == {}
+  done = []
+  assert log.run('x', lambda: bool(done), lambda: done.append(1))
+  assert set(stages.read_json(os.path.join(d, stages.STATE_FILE))) == {'x'}
+
+
+def test_torn_manifest_of_a_job_is_not_complete(tmp_path):
+  _manifest(str(tmp_path), 0, 1, True)
+  with open(writer.manifest_path(str(tmp_path), 0, 1), 'w') as f:
+    f.write('{"task": "detec')
+  assert not stages.pseudo_labels_complete(str(tmp_path))

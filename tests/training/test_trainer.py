@@ -147,3 +147,22 @@ def test_backup_and_restore_agrees_with_own_resume(tmp_path):
   assert _ckpt_step(tf.train.latest_checkpoint(model_dir)) == 6
   # BackupAndRestore deletes its backup once training completes.
   assert not glob.glob(os.path.join(backup, '**', '*.index'), recursive=True)
+
+
+def _trained_weights(model_dir):
+  reader = tf.train.load_checkpoint(tf.train.latest_checkpoint(model_dir))
+  return {k: reader.get_tensor(k) for k in sorted(
+      reader.get_variable_to_shape_map()) if k.startswith('model/')}
+
+
+def test_seed_reaches_weight_init_and_training(tmp_path):
+  gin.parse_config(_CONFIG)
+  runs = {}
+  for name, seed in (('a', 7), ('b', 7), ('c', 8)):
+    trainer.train(model_dir=str(tmp_path / name), train_steps=2, seed=seed)
+    runs[name] = _trained_weights(str(tmp_path / name))
+  assert runs['a'].keys() == runs['c'].keys() and runs['a']
+  for key in runs['a']:  # the tiny dataset is fixed: same seed, same run
+    np.testing.assert_allclose(runs['a'][key], runs['b'][key], rtol=1e-5,
+                               atol=1e-6, err_msg=key)
+  assert any(not np.allclose(runs['a'][k], runs['c'][k]) for k in runs['a'])

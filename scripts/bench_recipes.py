@@ -1,0 +1,60 @@
+"""Student recipes of scripts/bench_self_training.py: gin bindings by name.
+
+Each recipe changes only the pseudo-label handling of the student (the
+teacher, schedule, human batch, augmentation and init stay those of the
+task's gin file), so its paired gain over the same-seed baseline measures
+the handling. `paper` is the task file as it is: Zoph et al.'s recipe.
+"""
+from __future__ import annotations
+
+_AUTO = ("pseudo_label.score_threshold = 'auto'",
+         'AutoThreshold.reference_pattern = %LABELED_PATTERN')
+_BAND = _AUTO + ("pseudo_label.band_low = 'auto'",)
+_IGNORE = _BAND + ("student/DetectionParser.crowd_handling = 'ignore'",)
+_SOFT = _BAND + ("student/DetectionParser.crowd_handling = 'soft'",)
+
+RECIPES = {
+    'detection': {
+        # Hard boxes with score >= 0.5, normalized loss, a = 1.
+        'paper': {'bindings': ()},
+        # The previous demo's hand-picked count-matching threshold.
+        'thr_0.3': {'bindings': ('pseudo_label.score_threshold = 0.3',)},
+        # Hard boxes at the count-matching threshold (no ground truth).
+        'auto': {'bindings': _AUTO},
+        # + ignore band: no background loss on anchors of boxes scoring in
+        #   [the 2x-count threshold, the threshold).
+        'auto_ignore': {'bindings': _IGNORE},
+        # + the band's background loss weighted by 1 - score (Soft Teacher).
+        'auto_soft': {'bindings': _SOFT},
+        # auto_ignore, pseudo boxes for classification only (Unbiased
+        # Teacher's box weight 0).
+        'auto_ignore_cls': {'bindings': _IGNORE + (
+            'student/detection_loss.pseudo_box_loss_weight = 0.0',)},
+        # auto_ignore with `a` ramped from 0 over the first 500 steps.
+        'auto_ignore_warmup': {'bindings': _IGNORE + (
+            'student/normalized.warmup_steps = 500',)},
+        # The paper's hard boxes with a = 2 (more weight on pseudo labels).
+        'auto_ignore_a2': {'bindings': _IGNORE + (
+            'student/normalized.pseudo_weight = 2.0',)},
+    },
+    'segmentation': {
+        'paper': {'bindings': ()},  # pixels with top probability < 0.5 -> 255
+        'pixel_0.7': {'bindings': ('pseudo_label.pixel_threshold = 0.7',)},
+        'pixel_0.3': {'bindings': ('pseudo_label.pixel_threshold = 0.3',)},
+    },
+}
+
+TASKS = {
+    'detection': {
+        'name': 'detection', 'metric': 'AP',
+        'gin_file': 'gin/demo/digitscenes_detection_paper.gin',
+        'student_steps': 1500,
+        'recipes': ['paper', 'auto', 'auto_ignore', 'auto_soft'],
+    },
+    'segmentation': {
+        'name': 'segmentation', 'metric': 'mean_iou',
+        'gin_file': 'gin/demo/digitscenes_segmentation_paper.gin',
+        'student_steps': 1500,
+        'recipes': ['paper', 'pixel_0.7'],
+    },
+}
