@@ -100,14 +100,14 @@ def collect(runs: Runs, recipes: Sequence[str], task: dict) -> Dict[str, Any]:
           'plateau': plateau}
 
 
-def _fmt(stat: Optional[dict], scale: float = 100.0, signed: bool = False
-         ) -> str:
+def _fmt(stat: Optional[dict], scale: float = 100.0, signed: bool = False,
+         digits: int = 1) -> str:
   if not stat or stat.get('mean') is None:
     return 'n/a'
   mean = stat['mean'] * scale
-  text = f'{mean:+.1f}' if signed else f'{mean:.1f}'
+  text = f'{mean:+.{digits}f}' if signed else f'{mean:.{digits}f}'
   if stat.get('std') is not None:
-    text += f' ± {stat["std"] * scale:.1f}'
+    text += f' ± {stat["std"] * scale:.{digits}f}'
   return text
 
 
@@ -128,10 +128,11 @@ def to_markdown(results: Dict[str, Any]) -> str:
         f'{_fmt(r.get("gain_1x"), signed=True)} | '
         f'{_fmt(r.get("gain_2x"), signed=True)} | {_fmt(r.get("val"))} | '
         f'{_fmt(r.get("val_gain_1x"), signed=True)} | '
-        f'{_fmt(r.get("threshold"), 1.0)} | '
-        f'{_fmt(r.get("labels_per_image"), 1.0)} | '
-        f'{_fmt(r.get("precision"), 1.0)} | {_fmt(r.get("recall"), 1.0)} | '
-        f'{_fmt(r.get("student_seconds"), 1.0)} |')
+        f'{_fmt(r.get("threshold"), 1.0, digits=2)} | '
+        f'{_fmt(r.get("labels_per_image"), 1.0, digits=2)} | '
+        f'{_fmt(r.get("precision"), 1.0, digits=2)} | '
+        f'{_fmt(r.get("recall"), 1.0, digits=2)} | '
+        f'{_fmt(r.get("student_seconds"), 1.0, digits=0)} |')
   lines += ['', '## The supervised run against steps (val, the plateau check)',
             '', '| seed | (step, val) teacher -> baseline 1x -> baseline 2x |',
             '|---|---|']
