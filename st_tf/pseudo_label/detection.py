@@ -197,11 +197,20 @@ def merge_flipped(dets: Detections, flipped: Detections, image_width: int,
   w = float(image_width)
   unflipped = tf.stack([fb[..., 0], w - fb[..., 3], fb[..., 2],
                         w - fb[..., 1]], axis=-1)
-  boxes = tf.concat([dets['boxes'], unflipped], axis=1)
-  valid = tf.concat([_valid_mask(dets), _valid_mask(flipped)], axis=1)
-  scores = tf.where(valid, tf.concat([dets['scores'], flipped['scores']], 1),
-                    0.0)
-  classes = tf.concat([dets['classes'], flipped['classes']], axis=1)
+  return merge_detections([dets, {**flipped, 'boxes': unflipped}],
+                          num_classes, nms_iou_threshold, max_num_detections)
+
+
+def merge_detections(dets: Sequence[Detections], num_classes: int,
+                     nms_iou_threshold: float, max_num_detections: int
+                     ) -> Detections:
+  """Per-class NMS (`tf.image.combined_non_max_suppression`, as Model
+  Garden's 'batched' generator) over the union of detection sets that are
+  in the same pixel frame; same format out."""
+  valid = tf.concat([_valid_mask(d) for d in dets], axis=1)
+  boxes = tf.concat([d['boxes'] for d in dets], axis=1)
+  scores = tf.where(valid, tf.concat([d['scores'] for d in dets], 1), 0.0)
+  classes = tf.concat([d['classes'] for d in dets], axis=1)
   # Class c (>= 1) -> column c - 1; invalid rows have score 0 everywhere.
   per_class = tf.one_hot(classes - 1, num_classes - 1) * scores[..., None]
   out_boxes, out_scores, out_classes, num = (

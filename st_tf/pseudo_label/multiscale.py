@@ -147,21 +147,8 @@ def merge(dets: Sequence[detection.Detections], num_classes: int,
           nms_iou_threshold: float, max_num_detections: int
           ) -> detection.Detections:
   """Per-class NMS over the union of several detection sets (same frame)."""
-  valid = tf.concat([tf.range(tf.shape(d['scores'])[1])[None, :] <
-                     d['num'][:, None] for d in dets], axis=1)
-  boxes = tf.concat([d['boxes'] for d in dets], axis=1)
-  scores = tf.where(valid, tf.concat([d['scores'] for d in dets], 1), 0.0)
-  classes = tf.concat([d['classes'] for d in dets], axis=1)
-  per_class = tf.one_hot(classes - 1, num_classes - 1) * scores[..., None]
-  out_boxes, out_scores, out_classes, num = (
-      tf.image.combined_non_max_suppression(
-          boxes[:, :, None, :], per_class,
-          max_output_size_per_class=max_num_detections,
-          max_total_size=max_num_detections, iou_threshold=nms_iou_threshold,
-          score_threshold=1e-6, pad_per_class=False, clip_boxes=False))
-  return {'boxes': out_boxes, 'scores': out_scores,
-          'classes': tf.cast(out_classes, tf.int32) + 1,
-          'num': tf.cast(num, tf.int32)}
+  return detection.merge_detections(dets, num_classes, nms_iou_threshold,
+                                    max_num_detections)
 
 
 def detection_stages(forward: Callable[[tf.Tensor], Dict[str, Any]],
