@@ -176,33 +176,32 @@ class _ShardSequence:
 
 def _auto_thresholds(output_dir: str, auto: auto_lib.AutoThreshold,
                      teacher: teacher_lib.Teacher,
-                     strategy: tf.distribute.Strategy, paths: Sequence[str],
-                     counts: Sequence[int], batch_size: int,
-                     min_box_size: float, max_boxes: int,
-                     nms_iou_threshold: float, pre_nms_top_k: int,
-                     nms_version: str, with_band: bool,
-                     skip_corrupt: bool = False) -> Dict[str, Any]:
+                     strategy: tf.distribute.Strategy,
+                     units: Sequence[WorkUnit], batch_size: int,
+                     limits: detection.BoxSelection, nms: Mapping[str, Any],
+                     with_band: bool, skip_corrupt: bool = False
+                     ) -> Dict[str, Any]:
   """`auto`'s thresholds: from an earlier job's manifest, else a probe.
 
-  The probe is the first `auto.num_images` images of ALL input files (not
-  this job's part), so every job of an array chooses the same values.
+  The probe is the first `auto.num_images` images of `units` (the caller
+  gives ALL input files, not this job's part, so every job of an array
+  chooses the same values); `limits` gives the size and count limits,
+  `nms` the generator's `nms_iou_threshold`, `pre_nms_top_k`,
+  `nms_version`.
   """
   for manifest in writer_lib.read_manifests(output_dir):
     if 'auto_threshold' in manifest:
       logging.info('Reusing the auto thresholds of %s: %s',
                    manifest['_path'], manifest['auto_threshold'])
       return manifest['auto_threshold']
-  floor = auto.floor
   generator = detection.make_generator(
-      floor, max_num_detections=max_boxes,
-      nms_iou_threshold=nms_iou_threshold, pre_nms_top_k=pre_nms_top_k,
-      nms_version=nms_version)
-  probe_selection = detection.BoxSelection(floor, None, min_box_size,
-                                           max_boxes)
+      auto.floor, max_num_detections=limits.max_boxes, **nms)
+  probe_selection = detection.BoxSelection(auto.floor, None,
+                                           limits.min_box_size,
+                                           limits.max_boxes)
   infer = InferenceStages(teacher, strategy, batch_size, generator, False,
-                          nms_iou_threshold, max_boxes,
+                          nms['nms_iou_threshold'], limits.max_boxes,
                           selection=probe_selection)
-  units = work_units(paths, counts, 0, 1)
   scores = auto_lib.probe(
       infer, inputs.batches(units, teacher.input_size, batch_size,
                             skip_corrupt),
@@ -357,11 +356,13 @@ def pseudo_label(
   with_quality = resolve_quality(quality, paths[0], teacher.task)
   chosen = None
   if any(is_auto.values()) and teacher.task == 'detection':
-    chosen = _auto_thresholds(output_dir, auto, teacher, strategy, paths,
-                              counts, batch_size, min_box_size, max_boxes,
-                              nms_iou_threshold, pre_nms_top_k, nms_version,
-                              with_band=band_low is not None,
-                              skip_corrupt=skip_corrupt)
+    chosen = _auto_thresholds(
+        output_dir, auto, teacher, strategy, work_units(paths, counts, 0, 1),
+        batch_size, detection.BoxSelection(
+            0.5, None, min_box_size, max_boxes),
+        {'nms_iou_threshold': nms_iou_threshold,
+         'pre_nms_top_k': pre_nms_top_k, 'nms_version': nms_version},
+        with_band=band_low is not None, skip_corrupt=skip_corrupt)
     score_threshold = (chosen['score_threshold']
                        if is_auto['score_threshold'] else score_threshold)
     band_low = chosen['band_low'] if is_auto['band_low'] else band_low
