@@ -33,6 +33,10 @@ RECIPES = {
         # auto_ignore with `a` ramped from 0 over the first 500 steps.
         'auto_ignore_warmup': {'bindings': _IGNORE + (
             'student/normalized.warmup_steps = 500',)},
+        # auto_ignore with a multi-scale teacher (issue 14): boxes of the
+        # teacher at input scales 0.75, 1 and 1.25, merged by per-class NMS.
+        'auto_ignore_ms': {'bindings': _IGNORE + (
+            'pseudo_label.scales = (0.75, 1.0, 1.25)',)},
         # The paper's hard boxes with a = 2 (more weight on pseudo labels).
         'auto_ignore_a2': {'bindings': _IGNORE + (
             'student/normalized.pseudo_weight = 2.0',)},
