@@ -187,21 +187,25 @@ def _auto_thresholds(output_dir: str, auto: auto_lib.AutoThreshold,
   gives ALL input files, not this job's part, so every job of an array
   chooses the same values); `limits` gives the size and count limits,
   `nms` the generator's `nms_iou_threshold`, `pre_nms_top_k`,
-  `nms_version`.
+  `nms_version`, plus the labeling's test-time augmentation `flip_tta` and
+  `scales`: the probe scores boxes exactly as the labeling will (at a given
+  score, a multi-scale teacher keeps more boxes than a single-scale one).
   """
   for manifest in writer_lib.read_manifests(output_dir):
     if 'auto_threshold' in manifest:
       logging.info('Reusing the auto thresholds of %s: %s',
                    manifest['_path'], manifest['auto_threshold'])
       return manifest['auto_threshold']
+  nms = dict(nms)
+  flip, scales = nms.pop('flip_tta'), nms.pop('scales')
   generator = detection.make_generator(
       auto.floor, max_num_detections=limits.max_boxes, **nms)
   probe_selection = detection.BoxSelection(auto.floor, None,
                                            limits.min_box_size,
                                            limits.max_boxes)
-  infer = InferenceStages(teacher, strategy, batch_size, generator, False,
+  infer = InferenceStages(teacher, strategy, batch_size, generator, flip,
                           nms['nms_iou_threshold'], limits.max_boxes,
-                          selection=probe_selection)
+                          selection=probe_selection, scales=scales)
   scores = auto_lib.probe(
       infer, inputs.batches(units, teacher.input_size, batch_size,
                             skip_corrupt),
@@ -361,7 +365,8 @@ def pseudo_label(
         batch_size, detection.BoxSelection(
             0.5, None, min_box_size, max_boxes),
         {'nms_iou_threshold': nms_iou_threshold,
-         'pre_nms_top_k': pre_nms_top_k, 'nms_version': nms_version},
+         'pre_nms_top_k': pre_nms_top_k, 'nms_version': nms_version,
+         'flip_tta': flip_tta, 'scales': scales},
         with_band=band_low is not None, skip_corrupt=skip_corrupt)
     score_threshold = (chosen['score_threshold']
                        if is_auto['score_threshold'] else score_threshold)

@@ -117,3 +117,25 @@ def test_auto_run_writes_band_and_reuses_choice(tmp_path, unlabeled,
   assert kept / 10 == pytest.approx(2.0, abs=0.6)
   again = runner.pseudo_label(**kwargs)  # resumes: same choice, no rework
   assert again['auto_threshold'] == chosen
+
+
+def test_auto_probe_runs_the_labelings_multi_scale_inference(
+    tmp_path, unlabeled, detection_teacher_dir):
+  # The probe sees all 10 images with the labeling's scales and flips, so
+  # the boxes kept match the target count (a single-scale probe would pick
+  # a threshold at which the multi-scale teacher keeps more).
+  teacher = functools.partial(teacher_lib.checkpoint_teacher,
+                              model_dir=detection_teacher_dir,
+                              model=tiny.detection_model)
+  out = str(tmp_path / 'out')
+  manifest = runner.pseudo_label(
+      output_dir=out, input_pattern=unlabeled, teacher=teacher,
+      num_classes=tiny.NUM_CLASSES, batch_size=4, gallery_size=0,
+      quality=False, score_threshold='auto', scales=(0.5, 1.0),
+      flip_tta=True, auto=auto_threshold.AutoThreshold(
+          target_boxes_per_image=2.0, num_images=10))
+  assert manifest['auto_threshold']['probe_images'] == 10
+  kept = sum(len(example.features.feature[
+      'image/object/class/label'].int64_list.value)
+             for example in tiny.read_records(writer.file_pattern(out)))
+  assert kept / 10 == pytest.approx(2.0, abs=0.11)
