@@ -198,20 +198,24 @@ class DetectionDecoder(_Validation, tf_example_decoder.TfExampleDecoder):
       float32 [N, 4] normalized yxyx, ``groundtruth_classes`` int64 [N],
       ``groundtruth_is_crowd`` bool [N], ``groundtruth_area`` float32 [N]
       pixels, ``source_id``, ``height``, ``width``) plus
-      ``groundtruth_scores`` float32 [N] (1.0 when absent, i.e. human),
+      ``groundtruth_scores`` float32 [N] (`schema.SCORE`, else the legacy
+      `schema.LEGACY_SCORE`, else 1.0, i.e. human),
       ``teacher_id`` string ('' for human) and ``file`` string.
     """
     record, file = split_input(serialized)
     decoded = super().decode(record)
     extra = tf.io.parse_single_example(record, {
         schema.SCORE: tf.io.VarLenFeature(tf.float32),
+        schema.LEGACY_SCORE: tf.io.VarLenFeature(tf.float32),
         schema.TEACHER_ID: tf.io.FixedLenFeature((), tf.string, ''),
     })
     scores = tf.sparse.to_dense(extra[schema.SCORE])
+    legacy = tf.sparse.to_dense(extra[schema.LEGACY_SCORE])
     num_boxes = tf.shape(decoded['groundtruth_classes'])[0]
-    decoded['groundtruth_scores'] = tf.cond(
-        tf.greater(tf.size(scores), 0), lambda: scores,
-        lambda: tf.ones([num_boxes], tf.float32))
+    decoded['groundtruth_scores'] = tf.case(
+        [(tf.greater(tf.size(scores), 0), lambda: scores),
+         (tf.greater(tf.size(legacy), 0), lambda: legacy)],
+        default=lambda: tf.ones([num_boxes], tf.float32))
     decoded['teacher_id'] = extra[schema.TEACHER_ID]
     decoded['file'] = file
     return self._maybe_assert(decoded)

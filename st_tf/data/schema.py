@@ -4,7 +4,10 @@ Keys are Model Garden's (`official.vision.data.tf_example_feature_key`), so
 records written by `official/vision/data/create_coco_tf_record.py` decode with
 no conversion. Pseudo labels use the human schema plus:
 
-* ``image/object/score``: float per box, the teacher's score in [0, 1];
+* ``image/object/bbox/confidence`` (Model Garden's per-box score key,
+  written by its `TfExampleBuilder.add_boxes_feature(confidences=...)`):
+  float per box, the teacher's score in [0, 1]. Records written before with
+  ``image/object/score`` (`LEGACY_SCORE`) still decode;
 * ``pseudo/teacher_id``: bytes, which teacher wrote the record (provenance).
   A record with a non-empty teacher id is a pseudo-labeled record.
 
@@ -51,8 +54,9 @@ INSTANCE_MASK = _INSTANCE_MASK.mask       # 'image/object/mask'
 # Semantic segmentation key (Model Garden's).
 SEGMENTATION_MASK = _SEMANTIC.mask        # 'image/segmentation/class/encoded'
 SEGMENTATION_MASK_FORMAT = _SEMANTIC.mask_format
-# Pseudo-label extras (ours).
-SCORE = 'image/object/score'
+# Pseudo-label extras: Model Garden's per-box confidence, and our teacher id.
+SCORE = _BOX.confidence                   # 'image/object/bbox/confidence'
+LEGACY_SCORE = 'image/object/score'       # read only (records before issue 11)
 TEACHER_ID = 'pseudo/teacher_id'
 
 
@@ -70,7 +74,8 @@ def image_features() -> dict:
 def detection_features() -> dict:
   """Parse spec for detection records (human or pseudo)."""
   spec = image_features()
-  for key in (BOX_YMIN, BOX_XMIN, BOX_YMAX, BOX_XMAX, AREA, SCORE):
+  for key in (BOX_YMIN, BOX_XMIN, BOX_YMAX, BOX_XMAX, AREA, SCORE,
+              LEGACY_SCORE):
     spec[key] = tf.io.VarLenFeature(tf.float32)
   spec[CLASS_LABEL] = tf.io.VarLenFeature(tf.int64)
   spec[IS_CROWD] = tf.io.VarLenFeature(tf.int64)
@@ -154,20 +159,20 @@ def detection_example(image,
     raise ValueError(f'{len(boxes)} boxes but {len(classes)} classes')
   if teacher_id is not None and scores is None:
     raise ValueError('pseudo-label records need per-box scores')
+  if scores is not None:
+    scores = [float(s) for s in scores]
+    if len(scores) != len(classes):
+      raise ValueError(f'{len(classes)} boxes but {len(scores)} scores')
   builder = _builder_with_image(image, source_id, image_format, teacher_id)
   builder.add_boxes_feature(
       xmins=boxes[:, 1].tolist(), xmaxs=boxes[:, 3].tolist(),
-      ymins=boxes[:, 0].tolist(), ymaxs=boxes[:, 2].tolist(), labels=classes)
+      ymins=boxes[:, 0].tolist(), ymaxs=boxes[:, 2].tolist(), labels=classes,
+      confidences=scores)
   builder.add_ints_feature(
       IS_CROWD, [0] * len(classes) if is_crowd is None else
       [int(c) for c in is_crowd])
   if area is not None:
     builder.add_floats_feature(AREA, [float(a) for a in area])
-  if scores is not None:
-    scores = [float(s) for s in scores]
-    if len(scores) != len(classes):
-      raise ValueError(f'{len(classes)} boxes but {len(scores)} scores')
-    builder.add_floats_feature(SCORE, scores)
   return builder.example
 
 

@@ -5,7 +5,8 @@ Garden's example builder, which re-reads the header of every encoded image
 to find its format and size. Pseudo-labeling already holds the input record,
 so here the output record is the input's image features copied as protos
 (`IMAGE_KEYS`: encoded bytes, format, size, channels, source id) plus the
-pseudo-label features under the schema's keys. Labels of the input (ground
+pseudo-label features, added by Model Garden's `TfExampleBuilder` (boxes,
+labels and per-box `image/object/bbox/confidence`) under the schema's keys. Labels of the input (ground
 truth boxes, masks...) are NOT copied. The records decode exactly like the
 schema writers' (tests/pseudo_label/test_records.py round-trips both through
 `st_tf.data.decoders`).
@@ -20,6 +21,7 @@ from typing import Optional, Union
 
 import numpy as np
 import tensorflow as tf
+from official.vision.data import tf_example_builder
 from official.vision.data import tf_example_feature_key as mg_keys
 
 from st_tf.data import schema
@@ -115,24 +117,22 @@ def pseudo_detection_record(record: Record, boxes: np.ndarray,
     raise ValueError(f'{n} boxes but {len(classes)} classes, {len(scores)} '
                      f'scores, {len(area)} areas')
   teacher = _teacher_bytes(teacher_id)
-  out = _image_part(record, source_id, height, width)
-  dst = out.features.feature
-  for key, column in ((schema.BOX_YMIN, 0), (schema.BOX_XMIN, 1),
-                      (schema.BOX_YMAX, 2), (schema.BOX_XMAX, 3)):
-    dst[key].float_list.value.extend(boxes[:, column].tolist())
-  dst[schema.CLASS_LABEL].int64_list.value.extend(
-      np.asarray(classes, np.int64).tolist())
   crowd = [0] * n if is_crowd is None else np.asarray(
       is_crowd, np.int64).reshape(-1).tolist()
   if len(crowd) != n:
     raise ValueError(f'{n} boxes but {len(crowd)} is_crowd flags')
-  dst[schema.IS_CROWD].int64_list.value.extend(crowd)
-  dst[schema.AREA].float_list.value.extend(
-      np.asarray(area, np.float32).tolist())
-  dst[schema.SCORE].float_list.value.extend(
-      np.asarray(scores, np.float32).tolist())
-  dst[schema.TEACHER_ID].bytes_list.value.append(teacher)
-  return out.SerializeToString()
+  out = _image_part(record, source_id, height, width)
+  builder = tf_example_builder.TfExampleBuilder().set(out)
+  builder.add_boxes_feature(
+      xmins=boxes[:, 1].tolist(), xmaxs=boxes[:, 3].tolist(),
+      ymins=boxes[:, 0].tolist(), ymaxs=boxes[:, 2].tolist(),
+      labels=np.asarray(classes, np.int64).tolist(),
+      confidences=np.asarray(scores, np.float32).tolist())
+  builder.add_ints_feature(schema.IS_CROWD, crowd)
+  builder.add_floats_feature(schema.AREA,
+                             np.asarray(area, np.float32).tolist())
+  builder.add_bytes_feature(schema.TEACHER_ID, teacher)
+  return builder.serialized_example
 
 
 def pseudo_segmentation_record(record: Record, mask: Optional[np.ndarray],

@@ -71,6 +71,19 @@ def test_detection_round_trip_pseudo(mode):
 
 
 @pytest.mark.parametrize('mode', MODES)
+def test_legacy_score_key_still_decodes(mode):
+  """Pseudo records written before issue 11 (`image/object/score`)."""
+  ex = schema.detection_example(_image(seed=2), [[0.1, 0.1, 0.3, 0.4]] * 2,
+                                [2, 1], 'p-2')
+  ex.features.feature[schema.LEGACY_SCORE].float_list.value.extend(
+      [0.6, 0.3])
+  ex.features.feature[schema.TEACHER_ID].bytes_list.value.append(b'old')
+  out = _decode(decoders.DetectionDecoder(num_classes=3), ex, mode)
+  np.testing.assert_allclose(out['groundtruth_scores'], [0.6, 0.3])
+  assert out['teacher_id'] == b'old'
+
+
+@pytest.mark.parametrize('mode', MODES)
 def test_detection_no_boxes(mode):
   out = _decode(decoders.DetectionDecoder(num_classes=3),
                 schema.detection_example(_image(), [], [], 'empty'), mode)

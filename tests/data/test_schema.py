@@ -15,6 +15,15 @@ def test_pseudo_example_has_score_and_teacher():
   assert schema.is_pseudo_example(ex)
 
 
+def test_scores_use_model_gardens_confidence_key():
+  ex = schema.detection_example(
+      np.zeros((8, 8, 3), np.uint8), [[0.1, 0.2, 0.5, 0.6]], [3], 'a',
+      scores=[0.9], teacher_id='teacher-1')
+  assert schema.SCORE == 'image/object/bbox/confidence'
+  assert schema.SCORE in ex.features.feature
+  assert schema.LEGACY_SCORE not in ex.features.feature
+
+
 def test_human_example_is_not_pseudo():
   ex = schema.detection_example(np.zeros((8, 8, 3), np.uint8), [], [], 'a')
   assert not schema.is_pseudo_example(ex)

@@ -110,3 +110,35 @@ def test_background_worker_keeps_order_and_reraises():
     worker.submit(done.append, 100)
     worker.flush()
   assert done == list(range(6))
+
+
+def test_model_garden_decoder_and_parser_read_pseudo_records():
+  """A Model Garden user trains on our pseudo records with its own input."""
+  from official.vision.dataloaders import retinanet_input  # pylint: disable=g-import-not-at-top
+  from official.vision.dataloaders import tf_example_decoder  # pylint: disable=g-import-not-at-top
+  record, image = _input_record()
+  boxes = np.array([[0.1, 0.2, 0.5, 0.6], [0.2, 0.3, 0.9, 0.8]], np.float32)
+  data = records.pseudo_detection_record(
+      record, boxes, np.array([3, 7]), np.array([0.9, 0.4], np.float32),
+      np.array([100.0, 250.0], np.float32), 'teacher:mg',
+      is_crowd=np.array([0, 1]))
+  feature = tf.train.Example.FromString(data).features.feature
+  np.testing.assert_allclose(
+      feature['image/object/bbox/confidence'].float_list.value, [0.9, 0.4])
+  decoded = tf_example_decoder.TfExampleDecoder().decode(tf.constant(data))
+  np.testing.assert_allclose(decoded['groundtruth_boxes'], boxes)
+  np.testing.assert_array_equal(decoded['groundtruth_classes'], [3, 7])
+  np.testing.assert_array_equal(decoded['groundtruth_is_crowd'],
+                                [False, True])
+  np.testing.assert_array_equal(decoded['image'].shape, image.shape)
+  parser = retinanet_input.Parser(output_size=[64, 64], min_level=3,
+                                  max_level=5, num_scales=1,
+                                  aspect_ratios=[1.0], anchor_size=4.0,
+                                  skip_crowd_during_training=True)
+  images, labels = parser.parse_fn(is_training=True)(decoded)
+  assert images.shape == (64, 64, 3)
+  # The crowd (ignore band) box is skipped, the hard box gives positives.
+  assert int(tf.reduce_sum(tf.cast(labels['cls_weights'] > 0, tf.int32))) > 0
+  positives = [tf.reduce_sum(tf.cast(t > 0, tf.int32))
+               for t in labels['cls_targets'].values()]
+  assert int(tf.add_n(positives)) > 0
