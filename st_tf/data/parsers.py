@@ -185,6 +185,31 @@ class DetectionParser(_Parser):
     """[height, width] of the parsed images."""
     return list(self._padded_size)
 
+  @property
+  def labeler(self) -> anchor.AnchorLabeler:
+    """Model Garden's anchor labeler of the targets (shared by in-graph
+    pseudo targets, `st_tf.mean_teacher.targets`)."""
+    return self._labeler
+
+  def anchor_boxes(self) -> Dict[str, tf.Tensor]:
+    """{level: [h_l, w_l, 4A]} pixel yxyx anchors of the padded image."""
+    return self._anchor_generator(image_size=self._padded_size)
+
+  @property
+  def crowd_handling(self) -> str:
+    return self._crowd_handling
+
+  @property
+  def crowd_iou(self) -> float:
+    return self._crowd_iou
+
+  def crowd_weights(self, scores: tf.Tensor) -> tf.Tensor:
+    """Background weight on each crowd box of score `scores` (float [C]):
+    0 ('ignore'), 1 - score ('soft'); 'drop' never uses it."""
+    scores = tf.cast(scores, tf.float32)
+    return (tf.zeros_like(scores) if self._crowd_handling == 'ignore'
+            else 1.0 - scores)
+
   def _labels(self, boxes: tf.Tensor, classes: tf.Tensor,
               image_info: tf.Tensor, data: dict,
               crowd: Optional[Tuple[tf.Tensor, tf.Tensor]] = None
@@ -243,8 +268,7 @@ class DetectionParser(_Parser):
     scores = data.get('groundtruth_scores')
     if scores is None:
       scores = tf.ones_like(data['groundtruth_classes'], tf.float32)
-    weight = (tf.zeros_like(scores) if self._crowd_handling == 'ignore'
-              else 1.0 - tf.cast(scores, tf.float32))
+    weight = self.crowd_weights(scores)
     # Crowd boxes travel through the same augmentation as the others.
     order = tf.argsort(tf.cast(is_crowd, tf.int32), stable=True)
     boxes = tf.gather(data['groundtruth_boxes'], order)

@@ -181,6 +181,34 @@ def build_self_training_dataset(
   return reader.read(input_context=input_context)
 
 
+@gin.configurable
+def build_mean_teacher_dataset(
+    input_context: Optional[tf.distribute.InputContext] = None,
+    *,
+    human_dataset: Callable[..., tf.data.Dataset] = gin.REQUIRED,
+    unlabeled_dataset: Callable[..., tf.data.Dataset] = gin.REQUIRED,
+) -> tf.data.Dataset:
+  """Mean-teacher student dataset: human batches zipped with two-view
+  unlabeled batches (`st_tf.data.views.TwoViewParser`).
+
+  Args:
+    input_context: per-replica input context, or None.
+    human_dataset: builds the human batches (`@human/build_dataset`, train
+      mode), called with `input_context`.
+    unlabeled_dataset: builds the unlabeled batches (`build_dataset` with a
+      `TwoViewParser` parser), called with `input_context`.
+
+  Returns:
+    Dataset of `((images [b_h, H, W, 3], labels), views)`, `views` the
+    batched `TwoViewParser` dict ('weak', 'strong' uint8 [b_u, H, W, 3],
+    ...); b_h, b_u are the per-replica batch sizes (fixed shapes).
+  """
+  return tf.data.Dataset.zip(
+      (human_dataset(input_context=input_context),
+       unlabeled_dataset(input_context=input_context))).prefetch(
+           tf.data.AUTOTUNE)
+
+
 class _PrefetchingCombinationReader(
     vision_reader.CombinationDatasetInputReader):
   """Model Garden's reader + a prefetch on each source's batches.
