@@ -97,11 +97,13 @@ class DetectionTargets:
     info = tf.tile(identity_image_info(self.size)[None], [batch, 1, 1])
     return detection.select_in_graph(dets, info, self.selection)
 
-  def _label_one(self, boxes: tf.Tensor, classes: tf.Tensor,
-                 scores: tf.Tensor, num_kept: tf.Tensor,
+  def _label_one(self, anchors: Mapping[str, tf.Tensor], boxes: tf.Tensor,
+                 classes: tf.Tensor, scores: tf.Tensor, num_kept: tf.Tensor,
                  num_band: tf.Tensor) -> Dict[str, tf.Tensor]:
-    """Targets of one image: rows [:num_kept] hard, the next num_band band."""
-    anchors = self.parser.anchor_boxes()
+    """Targets of one image: rows [:num_kept] hard, the next num_band band.
+
+    `anchors`: the parser's {level: [h_l, w_l, 4A]} pixel yxyx anchors.
+    """
     labeler = self.parser.labeler
     rows = tf.range(tf.shape(boxes)[0])
     first = tf.where(rows < num_kept, rows, 0)  # padding = copies of row 0
@@ -125,9 +127,9 @@ class DetectionTargets:
     return {'cls_targets': cls_t, 'box_targets': box_t, 'cls_weights': cls_w,
             'box_weights': box_w}
 
-  def _spec(self) -> Dict[str, Any]:
+  @staticmethod
+  def _spec(anchors: Mapping[str, tf.Tensor]) -> Dict[str, Any]:
     """Per-image output signature of `_label_one`."""
-    anchors = self.parser.anchor_boxes()
     num = sum(int(a.shape[0] * a.shape[1] * a.shape[2]) // 4
               for a in anchors.values())
     level = lambda a, d, dtype: tf.TensorSpec(  # pylint: disable=g-long-lambda
@@ -149,8 +151,9 @@ class DetectionTargets:
     """
     elems = (rows['boxes'], rows['classes'], rows['scores'],
              rows['num_kept'], rows['num_band'])
-    out = tf.map_fn(lambda e: self._label_one(*e), elems,
-                    fn_output_signature=self._spec())
+    anchors = self.parser.anchor_boxes()  # once per batch, not per image
+    out = tf.map_fn(lambda e: self._label_one(anchors, *e), elems,
+                    fn_output_signature=self._spec(anchors))
     out['num_boxes'] = rows['num_kept']
     return out
 

@@ -37,7 +37,8 @@ quality rows, no COCO evaluation at the end).
 from __future__ import annotations
 
 import os
-from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Union
+from typing import (Any, Callable, Dict, List, Mapping, Optional, Sequence,
+                    Tuple, Union)
 
 from absl import logging
 import gin
@@ -225,6 +226,50 @@ def _check_args(shard_index, num_shards, batch_size, thresholds) -> None:
     raise ValueError(f'batch_size must be >= 1, got {batch_size}')
   for name, value in thresholds:
     detection.check_threshold(value, name)
+
+
+def _pending_shards(folder: writer_lib.OutputFolder,
+                    units: Sequence[WorkUnit], paths: Sequence[str],
+                    with_quality: bool, task: str, output_dir: str
+                    ) -> Tuple[List[WorkUnit], List[str], Dict[str, list]]:
+  """(units still to label, their shard names, the segmentation quality
+  counts of the finished shards) of a (resumed) job."""
+  seg_counts: Dict[str, list] = {}
+  stems = writer_lib.shard_stems(paths)
+  pending, pending_names, unscored = [], [], []
+  for unit in units:
+    name = writer_lib.shard_name(unit[0], unit[1], unit[2], stems[unit[0]])
+    if folder.is_done(name):
+      logging.info('Skipping finished shard %s', name)
+      if with_quality:
+        entry = folder.manifest['shards'][name]
+        if task == 'segmentation' and 'quality' in entry:
+          seg_counts = quality_lib.add_counts(seg_counts, entry['quality'])
+        elif entry['images_in'] and (
+            task == 'segmentation' or not tf.io.gfile.exists(
+                os.path.join(output_dir, name + writer_lib.QUALITY_SUFFIX))):
+          unscored.append(name)  # Finished by a run with quality=False.
+    else:
+      pending.append(unit)
+      pending_names.append(name)
+  if unscored:
+    logging.warning('Quality is computed without the %d finished shards that '
+                    'were labeled with quality scoring off: %s',
+                    len(unscored), unscored)
+  return pending, pending_names, seg_counts
+
+
+def _quality(folder: writer_lib.OutputFolder, with_quality: bool, task: str,
+             seg_counts: Dict[str, list],
+             quality_thresholds: Sequence[float]) -> Optional[dict]:
+  """The job's pseudo-label quality (None when not scored)."""
+  if with_quality and task == 'detection':
+    scored = folder.quality_images()
+    if scored:  # None when every shard was labeled with quality off.
+      return quality_lib.detection_quality(scored, quality_thresholds)
+  elif with_quality and seg_counts:
+    return quality_lib.segmentation_quality(seg_counts)
+  return None
 
 
 @gin.configurable(denylist=['on_event'])
@@ -426,29 +471,8 @@ def pseudo_label(
         pixel_threshold=pixel_threshold,
         class_pixel_thresholds=class_pixel_thresholds,
         quality_thresholds=quality_thresholds, **options)
-  seg_counts: Dict[str, list] = {}
-
-  stems = writer_lib.shard_stems(paths)
-  pending, pending_names, unscored = [], [], []
-  for unit in units:
-    name = writer_lib.shard_name(unit[0], unit[1], unit[2], stems[unit[0]])
-    if folder.is_done(name):
-      logging.info('Skipping finished shard %s', name)
-      if with_quality:
-        entry = folder.manifest['shards'][name]
-        if teacher.task == 'segmentation' and 'quality' in entry:
-          seg_counts = quality_lib.add_counts(seg_counts, entry['quality'])
-        elif entry['images_in'] and (
-            teacher.task == 'segmentation' or not tf.io.gfile.exists(
-                os.path.join(output_dir, name + writer_lib.QUALITY_SUFFIX))):
-          unscored.append(name)  # Finished by a run with quality=False.
-    else:
-      pending.append(unit)
-      pending_names.append(name)
-  if unscored:
-    logging.warning('Quality is computed without the %d finished shards that '
-                    'were labeled with quality scoring off: %s',
-                    len(unscored), unscored)
+  pending, pending_names, seg_counts = _pending_shards(
+      folder, units, paths, with_quality, teacher.task, output_dir)
   total = sum(u[3] for u in units)
   with tqdm.tqdm(total=total, unit='img',
                  desc=f'pseudo_label {shard_index}/{num_shards}') as bar, (
@@ -483,13 +507,8 @@ def pseudo_label(
       raise
   seg_counts = quality_lib.add_counts(seg_counts, shards.seg_counts)
 
-  result = None
-  if with_quality and teacher.task == 'detection':
-    scored = folder.quality_images()
-    if scored:  # None when every shard was labeled with quality off.
-      result = quality_lib.detection_quality(scored, quality_thresholds)
-  elif with_quality and seg_counts:
-    result = quality_lib.segmentation_quality(seg_counts)
+  result = _quality(folder, with_quality, teacher.task, seg_counts,
+                    quality_thresholds)
   if labeler.tiles:
     path = gallery.save_gallery(
         f'{output_dir}/gallery-{shard_index:05d}.png', labeler.tiles)
