@@ -10,7 +10,7 @@ Every grid cell (augmentation policy, labeled fraction, init, seed) is one
 whose student is the self-trained one; then the loss-normalization
 ablation. Resumable: rerun the same command and finished cells are skipped.
 Writes results.json, tables.md, tables.json and ap_vs_fraction.png to
---output_dir. Logic: st_tf/study/ (study.py is the driver).
+--output_dir. Logic: experiments/study/ (study.py is the driver).
 """
 import os
 import sys
@@ -21,9 +21,9 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from absl import app  # pylint: disable=g-import-not-at-top
 from absl import flags
 
-from st_tf.study import cells
-from st_tf.study import commands
-from st_tf.study import study
+from experiments.study import cells
+from experiments.study import commands
+from experiments.study import study
 
 _GRID = flags.DEFINE_enum(
     'grid', 'small', sorted(cells.GRIDS),

@@ -29,6 +29,7 @@ import gin
 import tensorflow as tf
 
 import st_tf
+from st_tf import paths
 
 # mode -> 'module:function' of its gin-configurable entry point (model_dir=).
 MODES: Dict[str, str] = {
@@ -40,7 +41,7 @@ MODES: Dict[str, str] = {
     'pretrain': 'st_tf.pretrain.runner:pretrain',
 }
 
-_REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(st_tf.__file__)))
+_REPO_ROOT = paths.REPO_ROOT
 
 FLAGS = flags.FLAGS
 flags.DEFINE_multi_string('gin_file', [], 'Gin config file(s), in order.')

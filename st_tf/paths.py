@@ -21,3 +21,8 @@ def normalize(path: str) -> str:
   if is_url(path):
     return path
   return os.path.abspath(os.path.expanduser(path))
+
+
+# The source checkout's root (gin includes and the demo data paths are
+# relative to it).
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -5,8 +5,8 @@ import gin
 import pytest
 
 from st_tf import main
-from st_tf.study import cells
-from st_tf.study import commands
+from experiments.study import cells
+from experiments.study import commands
 from st_tf.training import init as init_lib
 
 _CELL_GIN = os.path.join(commands.REPO_ROOT, commands.CELL_GIN)

@@ -3,7 +3,7 @@ import json
 import os
 import sys
 
-from st_tf.study import run_cell
+from experiments.study import run_cell
 
 
 def test_subprocess_runner_logs_output_and_stages(tmp_path, capsys):

@@ -27,8 +27,8 @@ import subprocess
 import time
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
-from st_tf.study import commands
-from st_tf.study import files
+from experiments.study import commands
+from experiments.study import files
 
 CELL_FILE = 'cell.json'
 COMMAND_FILE = 'command.txt'

@@ -1,9 +1,9 @@
 """Grid enumeration: sizes, names unique and stable, filters, commands."""
 import pytest
 
-from st_tf.study import ablation
-from st_tf.study import cells
-from st_tf.study import commands
+from experiments.study import ablation
+from experiments.study import cells
+from experiments.study import commands
 
 
 def _combos(cell_list):

@@ -4,7 +4,7 @@ import os
 import pytest
 import tensorflow as tf
 
-from st_tf.study import subsets
+from experiments.study import subsets
 
 
 def _write_shards(folder, counts):

@@ -5,10 +5,10 @@ import os
 import pytest
 import tensorflow as tf
 
-from st_tf.study import ablation
-from st_tf.study import commands
-from st_tf.study import run_cell
-from st_tf.study import study
+from experiments.study import ablation
+from experiments.study import commands
+from experiments.study import run_cell
+from experiments.study import study
 from st_tf.training import loss_log
 
 _AP = {'S1': 0.30, 'S2': 0.32, 'S3': 0.34, 'S4': 0.36}

@@ -26,10 +26,10 @@ import shlex
 import sys
 from typing import List, Optional, Sequence
 
-import st_tf
-from st_tf.study import cells as cells_lib
+from st_tf import paths
+from experiments.study import cells as cells_lib
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(st_tf.__file__)))
+REPO_ROOT = paths.REPO_ROOT
 CELL_GIN = 'gin/study/digitscenes_cell.gin'
 PRETRAIN_GIN = 'gin/demo/digitscenes_pretrain.gin'
 PRETRAIN_METRICS = 'pretrain_metrics.json'

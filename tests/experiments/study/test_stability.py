@@ -1,7 +1,7 @@
 """Divergence / spike detection on synthetic loss logs."""
 import math
 
-from st_tf.study import stability
+from experiments.study import stability
 
 
 def _rows(losses, every=10):

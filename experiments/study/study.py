@@ -27,15 +27,15 @@ import functools
 import os
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
-from st_tf.study import ablation as ablation_lib
-from st_tf.study import cells as cells_lib
-from st_tf.study import commands
-from st_tf.study import files
-from st_tf.study import plot
-from st_tf.study import progress as progress_lib
-from st_tf.study import run_cell
-from st_tf.study import subsets
-from st_tf.study import tables as tables_lib
+from experiments.study import ablation as ablation_lib
+from experiments.study import cells as cells_lib
+from experiments.study import commands
+from experiments.study import files
+from experiments.study import plot
+from experiments.study import progress as progress_lib
+from experiments.study import run_cell
+from experiments.study import subsets
+from experiments.study import tables as tables_lib
 
 RESULTS_FILE = 'results.json'
 TABLES_MD = 'tables.md'

@@ -14,8 +14,8 @@ import matplotlib
 matplotlib.use('Agg')
 import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
 
-from st_tf.study import cells as cells_lib
-from st_tf.study import tables as tables_lib
+from experiments.study import cells as cells_lib
+from experiments.study import tables as tables_lib
 
 _LINES = (('rand', 'supervised', 'Rand Init', 'tab:blue', '--'),
           ('pretrained', 'supervised', 'Pre-trained', 'tab:orange', '--'),

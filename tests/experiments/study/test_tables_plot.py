@@ -6,8 +6,8 @@ import statistics
 from PIL import Image
 import pytest
 
-from st_tf.study import plot
-from st_tf.study import tables
+from experiments.study import plot
+from experiments.study import tables
 
 
 def _rec(policy, fraction, init, seed, sup, stu, status='complete'):

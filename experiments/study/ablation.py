@@ -22,10 +22,10 @@ import os
 import shutil
 from typing import Any, Dict, List, Optional
 
-from st_tf.study import cells as cells_lib
-from st_tf.study import commands
-from st_tf.study import files
-from st_tf.study import stability
+from experiments.study import cells as cells_lib
+from experiments.study import commands
+from experiments.study import files
+from experiments.study import stability
 from st_tf.training import loss_log
 
 COMBINERS = ('normalized', 'weighted')

@@ -22,8 +22,8 @@ import math
 import statistics
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from st_tf.study import cells as cells_lib
-from st_tf.study import stability
+from experiments.study import cells as cells_lib
+from experiments.study import stability
 
 UNITS = 'COCO AP@[.5:.95] x 100, DigitScenes val'
 SPREAD = 'sample standard deviation over seeds (n - 1 denominator)'
