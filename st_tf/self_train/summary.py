@@ -141,6 +141,13 @@ def _count(value: Any) -> str:
   return 'n/a' if value is None else str(value)
 
 
+def _images(pseudo: Dict[str, Any]) -> str:
+  """'out/in' pseudo-labeled images ('n/a': an online student's)."""
+  if pseudo.get('images_in') is None:
+    return 'n/a'
+  return f'{pseudo.get("images_out")}/{pseudo["images_in"]}'
+
+
 def _per_image(value: Optional[float]) -> str:
   return 'n/a' if value is None else f'{value:.2f}'
 
@@ -154,8 +161,7 @@ def _round_row(r: Dict[str, Any]) -> str:
   teacher, student, pseudo = r['teacher'], r['student'], r['pseudo_labels']
   return (f'| {r["round"]} | {_fmt(teacher and teacher["value"])} | '
           f'{_fmt(student["value"])} | {_fmt(r["gain"], signed=True)} | '
-          f'{_count(pseudo.get("images_out"))}/'
-          f'{_count(pseudo.get("images_in"))} | '
+          f'{_images(pseudo)} | '
           f'{_count(pseudo.get("labels"))} | '
           f'{_per_image(pseudo.get("labels_per_image"))} | '
           f'{teacher["step"] if teacher else "n/a"} | {student["step"]} | '
