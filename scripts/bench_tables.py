@@ -42,6 +42,27 @@ def _stage_seconds(summary: dict, name: str) -> Optional[float]:
   return None
 
 
+def _paired_gains(out: Dict[str, Any], base: Optional[dict],
+                  base2x: Optional[dict]) -> Dict[str, Any]:
+  """Adds the test / val gains over the same seed's 1x and 2x baselines."""
+  for tag, ref in (('1x', base), ('2x', base2x)):
+    b = ref and ref.get('baseline')
+    out[f'gain_{tag}'] = (None if not b or out['test'] is None else
+                          out['test'] - b['test_value'])
+    out[f'val_gain_{tag}'] = None if not b else out['val'] - b['value']
+  return out
+
+
+def _ema_seed(summary: dict, base: Optional[dict], base2x: Optional[dict]
+              ) -> Optional[Dict[str, Any]]:
+  """A mean-teacher recipe's EMA teacher on one seed (None: not one)."""
+  ema = summary['rounds'][0].get('ema_teacher')
+  if ema is None:
+    return None
+  return _paired_gains({'val': ema['value'], 'test': ema.get('test_value')},
+                       base, base2x)
+
+
 def _recipe_seed(summary: dict, base: Optional[dict], base2x: Optional[dict]
                  ) -> Dict[str, Any]:
   """One recipe on one seed: values and paired gains."""
@@ -56,12 +77,7 @@ def _recipe_seed(summary: dict, base: Optional[dict], base2x: Optional[dict]
          'coverage': quality.get('coverage'),
          'kept_miou': quality.get('mean_iou'),
          'student_seconds': _stage_seconds(summary, 'round_0/student/train')}
-  for tag, ref in (('1x', base), ('2x', base2x)):
-    b = ref and ref.get('baseline')
-    out[f'gain_{tag}'] = (None if not b or out['test'] is None else
-                          out['test'] - b['test_value'])
-    out[f'val_gain_{tag}'] = None if not b else out['val'] - b['value']
-  return out
+  return _paired_gains(out, base, base2x)
 
 
 def collect(runs: Runs, recipes: Sequence[str], task: dict) -> Dict[str, Any]:
@@ -89,6 +105,9 @@ def collect(runs: Runs, recipes: Sequence[str], task: dict) -> Dict[str, Any]:
     for name in recipes:
       if seed_runs.get(name):
         per_seed[name][seed] = _recipe_seed(seed_runs[name], base, base2x)
+        ema = _ema_seed(seed_runs[name], base, base2x)
+        if ema is not None:  # a mean-teacher recipe: its EMA teacher too
+          per_seed.setdefault(f'{name} (EMA teacher)', {})[seed] = ema
   rows = {}
   for name, group in list(refs.items()) + list(per_seed.items()):
     values = list(group.values())
@@ -96,6 +115,7 @@ def collect(runs: Runs, recipes: Sequence[str], task: dict) -> Dict[str, Any]:
     rows[name] = {k: mean_std([v.get(k) for v in values]) for k in keys}
   return {'task': task['name'], 'metric': task['metric'],
           'seeds': sorted(runs), 'recipes': list(recipes), 'rows': rows,
+          'ema_rows': [k for k in per_seed if k not in recipes],
           'per_seed': {**{k: v for k, v in refs.items()}, **per_seed},
           'plateau': plateau}
 
@@ -120,7 +140,8 @@ def to_markdown(results: Dict[str, Any]) -> str:
            '(test) | vs baseline 2x (test) | val | val gain vs 1x | '
            'threshold | pseudo boxes/img | precision | recall | '
            'student s |', '|---|---|---|---|---|---|---|---|---|---|---|---|']
-  for name in ['teacher', 'baseline_1x', 'baseline_2x'] + results['recipes']:
+  for name in (['teacher', 'baseline_1x', 'baseline_2x'] + results['recipes']
+               + results.get('ema_rows', [])):
     r = rows.get(name, {})
     n = max((s.get('n', 0) for s in r.values()), default=0)
     lines.append(

@@ -15,6 +15,25 @@ Each side is compiled with `tf.function`, warmed up, then timed over
 examples/s for both and our time per step as a ratio of theirs.
 
   python scripts/bench_train_step.py [--batch_size=16 --steps=50 --rounds=3]
+
+`--compare=mean_teacher` times the mean-teacher student's step against the
+offline student's instead (issue 10), both from
+gin/demo/digitscenes_detection_mean_teacher.gin's 'student' scope, on the
+same batch of B/2 human images and B/2 unlabeled ones:
+
+* offline: `SelfTrainingModel.train_step` on the B images, the unlabeled
+  half labeled beforehand (what offline pseudo labels give it);
+* mean teacher: `MeanTeacherModel.train_step`: the same student step plus
+  the EMA teacher's forward pass on the weak views, the in-graph targets
+  and the EMA update.
+
+The teacher's boxes per image set the labeling cost: give a trained
+detection checkpoint (`--init_checkpoint`, e.g. a self_train run's
+round_0/teacher) to initialise both models (and the EMA); the untrained
+default keeps ~no box. The boxes per image are printed.
+
+  python scripts/bench_train_step.py --compare=mean_teacher \
+      --init_checkpoint=runs/demo/round_0/teacher
 """
 import time
 
@@ -36,12 +55,26 @@ _ROUNDS = flags.DEFINE_integer('rounds', 3, 'Alternating timing rounds.')
 _DATA_DIR = flags.DEFINE_string('data_dir', 'data/digitscenes',
                                 'DigitScenes folder (made if missing).')
 
+_COMPARE = flags.DEFINE_enum(
+    'compare', 'model_garden', ['model_garden', 'mean_teacher'],
+    'model_garden: our student step vs RetinaNetTask.train_step; '
+    'mean_teacher: the mean-teacher step vs the offline student\'s.')
+_INIT = flags.DEFINE_string(
+    'init_checkpoint', None, '--compare=mean_teacher: a trained detection '
+    'checkpoint (dir or prefix) for both models (the teacher\'s boxes per '
+    'image set the labeling cost); default: untrained.')
+_NUM_IMAGES = flags.DEFINE_integer(
+    'num_images', 1000, 'Labeled (and, for mean_teacher, unlabeled) scenes '
+    'generated when --data_dir lacks DigitScenes.')
+
 _GIN = 'gin/demo/digitscenes_teacher_detection.gin'
+_MT_GIN = 'gin/demo/digitscenes_detection_mean_teacher.gin'
 
 
 def _batch(data_dir: str, batch_size: int):
   """One training batch (uint8 images, labels) from our pipeline."""
-  digitscenes.ensure_digitscenes(data_dir, num_labeled=1000, num_val=500)
+  digitscenes.ensure_digitscenes(data_dir, num_labeled=_NUM_IMAGES.value,
+                                 num_val=500)
   from st_tf.data import pipeline  # pylint: disable=g-import-not-at-top
   dataset = pipeline.build_dataset(
       file_pattern=f'{data_dir}/labeled-*',
@@ -85,6 +118,58 @@ def _model_garden(images, labels):
   return step
 
 
+def _mean_teacher_sides(data_dir: str, batch_size: int):
+  """{'offline student train_step', 'mean-teacher train_step'} on one batch
+  of batch_size / 2 human + batch_size / 2 unlabeled images (module doc)."""
+  from st_tf import model as model_lib  # pylint: disable=g-import-not-at-top
+  from st_tf.mean_teacher import model as mt_model  # pylint: disable=g-import-not-at-top
+  from st_tf.training import init as init_lib  # pylint: disable=g-import-not-at-top
+  if batch_size < 2 or batch_size % 2:
+    raise app.UsageError(f'--batch_size={batch_size}: give an even number '
+                         '>= 2 (half human, half unlabeled).')
+  n = _NUM_IMAGES.value
+  digitscenes.ensure_digitscenes(data_dir, num_labeled=n, num_unlabeled=n,
+                                 num_val=50)
+  st_main.parse_config([_MT_GIN], [
+      f"LABELED_PATTERN = '{data_dir}/labeled-*'",
+      f"UNLABELED_PATTERN = '{data_dir}/unlabeled-*'",
+      f'BATCH_SIZE = {batch_size // 2}'])
+  with gin.config_scope('student'):
+    mean_teacher = mt_model.MeanTeacherModel()
+    offline = model_lib.SelfTrainingModel()
+    data = gin.get_configurable('build_mean_teacher_dataset')()
+  (images, labels), views = next(iter(data))
+  offline(images[:1], training=True)
+  for model in (mean_teacher, offline):
+    if _INIT.value:
+      init_lib.initialize_model(model, 'full', _INIT.value)
+    model.compile(optimizer=tf_keras.optimizers.SGD(0.01, momentum=0.9))
+  # The offline batch: the same images, the unlabeled half labeled by the
+  # (initial) teacher as pseudo labels, `is_pseudo` set.
+  mean_teacher.start_teacher(tf.constant(1.0))
+  all_images, all_labels, weights, pseudo = mean_teacher._batch(  # pylint: disable=protected-access
+      images, labels, views, tf.constant(1.0))
+  all_labels['is_pseudo'] = weights[1]
+  print('teacher boxes per unlabeled image: '
+        f'{float(tf.reduce_mean(tf.cast(pseudo["num_boxes"], tf.float32))):.2f}')
+  offline_step = tf.function(offline.train_step)
+  mt_step = tf.function(mean_teacher.train_step)
+  return {'mean-teacher train_step': lambda: mt_step(((images, labels),
+                                                      views)),
+          'offline student train_step':
+              lambda: offline_step((all_images, all_labels))}
+
+
+def _model_garden_sides(data_dir: str, batch_size: int):
+  """{'st_tf student train_step', 'Model Garden ...'} (module doc)."""
+  # The student's combiner: the paper's normalized loss.
+  st_main.parse_config([_GIN], ['SelfTrainingModel.combiner = @normalized()'])
+  images, labels = _batch(data_dir, batch_size)
+  return {'st_tf student train_step': _ours(images, labels),
+          'Model Garden RetinaNetTask.train_step':
+              _model_garden(images, labels)}
+
+
 def _time(fn, steps: int) -> float:
   start = time.perf_counter()
   for _ in range(steps):
@@ -96,12 +181,9 @@ def _time(fn, steps: int) -> float:
 
 def main(argv):
   del argv
-  # The student's combiner: the paper's normalized loss.
-  st_main.parse_config([_GIN], ['SelfTrainingModel.combiner = @normalized()'])
-  images, labels = _batch(_DATA_DIR.value, _BATCH.value)
-  sides = {'st_tf student train_step': _ours(images, labels),
-           'Model Garden RetinaNetTask.train_step':
-               _model_garden(images, labels)}
+  make_sides = (_mean_teacher_sides if _COMPARE.value == 'mean_teacher'
+                else _model_garden_sides)
+  sides = make_sides(_DATA_DIR.value, _BATCH.value)
   for fn in sides.values():  # warm-up: trace + a few steps
     _time(fn, 5)
   seconds = {name: [] for name in sides}
@@ -117,9 +199,9 @@ def main(argv):
     best[name] = min(secs)
     rates = ', '.join(f'{n / s:.1f}' for s in secs)
     print(f'{name:40s} examples/s per round: {rates}  (best {n / best[name]:.1f})')
-  ours, theirs = best.values()
-  print(f'time per step, ours / Model Garden: {ours / theirs:.3f}x '
-        '(goal <= 1.05x)')
+  (first, ours), (second, theirs) = best.items()
+  goal = ' (goal <= 1.05x)' if _COMPARE.value == 'model_garden' else ''
+  print(f'time per step, {first} / {second}: {ours / theirs:.3f}x{goal}')
 
 
 if __name__ == '__main__':

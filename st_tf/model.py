@@ -72,6 +72,11 @@ class SelfTrainingModel(tf_keras.Model):
     if gradient_clip_norm is not None and gradient_clip_norm <= 0:
       raise ValueError('st_tf/model.py: gradient_clip_norm must be > 0 or '
                        f'None, got {gradient_clip_norm}.')
+    # Logs of the train step: the trackers' means are cross-replica already
+    # and the raw values (m_h, m_p, pseudo_weight, learning_rate, ...) the
+    # same on every replica; Keras' default ('auto') would SUM the raw ones
+    # over the replicas of a MirroredStrategy.
+    self.distribute_reduction_method = 'first'
     self.network = network
     self.loss_fn = loss_fn
     self.combiner = combiner

@@ -101,6 +101,14 @@ class MeanTeacherModel(model_lib.SelfTrainingModel):
     for key in ('pseudo_boxes_per_image',) + _QUALITY:
       self._trackers[key] = tf_keras.metrics.Mean(key)
 
+  def teacher_call(self, images: tf.Tensor, **kwargs) -> Mapping[str, Any]:
+    """The EMA teacher on uint8 images [B, H, W, 3] (0-255), inference
+    mode: the same outputs as `call(images, training=False)` has for the
+    student (RetinaNet raw outputs + detections; segmentation `logits`)."""
+    kwargs.pop('training', None)
+    return self.teacher_network(preprocess_ops.normalize_image(images),
+                                training=False, **kwargs)
+
   def _l2_loss(self) -> tf.Tensor:
     """Regularization of the student network only (not the teacher's)."""
     losses = [tf.cast(l, tf.float32) for l in self.network.losses]

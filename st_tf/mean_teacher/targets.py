@@ -81,6 +81,14 @@ class DetectionTargets:
     self.size = [int(s) for s in parser.padded_size]
     self.quality_iou = float(quality_iou)
 
+  def settings(self) -> Dict[str, Any]:
+    """The task and selection rules, for reports (JSON-serializable)."""
+    return {'task': 'detection',
+            'score_threshold': self.selection.score_threshold,
+            'band_low': self.selection.band_low,
+            'max_boxes': self.selection.max_boxes,
+            'crowd_handling': self.parser.crowd_handling}
+
   def teacher_outputs(self, teacher: tf_keras.Model,
                       weak: tf.Tensor) -> Dict[str, Any]:
     """Raw head outputs of the teacher network on uint8 [B, H, W, 3]."""
@@ -211,6 +219,10 @@ class SegmentationTargets:
     self.pixel_threshold = detection.check_threshold(pixel_threshold,
                                                      'pixel_threshold')
     self.ignore_label = int(ignore_label)
+
+  def settings(self) -> Dict[str, Any]:
+    """The task and selection rule, for reports (JSON-serializable)."""
+    return {'task': 'segmentation', 'pixel_threshold': self.pixel_threshold}
 
   def __call__(self, teacher: tf_keras.Model,
                views: Mapping[str, tf.Tensor]) -> Dict[str, Any]:

@@ -57,6 +57,11 @@ def _read_or_none(path: str) -> Optional[Any]:
     return None
 
 
+def read_json_or_none(path: str) -> Optional[Any]:
+  """The JSON at `path`, or None when it is missing or torn."""
+  return _read_or_none(path)
+
+
 def final_step(checkpoint_dir: str) -> Optional[int]:
   """Step of the latest checkpoint in `checkpoint_dir` (None: none)."""
   latest = tf.train.latest_checkpoint(checkpoint_dir)

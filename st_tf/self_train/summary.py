@@ -4,21 +4,28 @@
 
   {"metric": "AP", "task": "detection",
    "teacher": {"value", "step", "metrics"[, "test_value", "test_metrics"]},
-   "rounds": [{"round": 0,
+   "rounds": [{"round": 0, "mode": "offline" | "mean_teacher",
                "teacher": {"value", "step", "metrics"} | null,
                "student": {"value", "step", "metrics", "export_dir"},
                "gain": student - teacher | null, "test_gain",
                "pseudo_labels": {"images_in", "images_out", "labels",
-                                 "labels_per_image", "quality", ...}}],
+                                 "labels_per_image", "quality", ...},
+               mean teacher only: "ema_teacher": {"value", "step",
+               "metrics", ...}, "ema_gain", "ema_test_gain"}],
    "baseline": {"value", "step", "metrics", "expected_steps",
                 "steps_match", "student_minus_baseline",
-                "test_student_minus_baseline"} | null,
+                "test_student_minus_baseline"[,
+                "ema_teacher_minus_baseline",
+                "test_ema_teacher_minus_baseline"]} | null,
    "stages": [{"name": "round_0/teacher/train", "seconds", "status"}, ...],
    "total_seconds": float}
 
 Metric values are those of `eval_metrics.json` (COCO AP in [0, 1], mIoU in
 [0, 1]); `value` is on val, `test_value` on the held-out test split (when
-`self_train.test_dataset` is set); `labels` counts pseudo boxes (detection) or pixels (segmentation);
+`self_train.test_dataset` is set); `labels` counts pseudo boxes (detection)
+or pixels (segmentation). A mean-teacher round has no pseudo-label records:
+its `pseudo_labels` holds the last training epoch's online means
+(`online.pseudo_label_stats`; image and label totals are null);
 `seconds` is the wall time of the run that produced the stage's output and
 `status` says whether this run 'ran' or 'skipped' it.
 """
@@ -62,23 +69,38 @@ def _difference(a: Optional[Dict[str, Any]], b: Optional[Dict[str, Any]],
 def round_entry(index: int, teacher_record: Optional[Dict[str, Any]],
                 student_record: Dict[str, Any], metric: str,
                 pseudo_stats: Dict[str, Any], student_step: int,
-                export_dir: Optional[str]) -> Dict[str, Any]:
-  """One round: teacher / student eval records -> values and the gain."""
+                export_dir: Optional[str], mode: str = 'offline',
+                extra: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
+  """One round: teacher / student eval records -> values and the gain.
+
+  `mode` is the student's ('offline', 'mean_teacher'); `extra` adds entries
+  (the mean teacher's 'ema_teacher': `model_entry` of its EMA teacher, with
+  its gain over the round's teacher as 'ema_gain' / 'ema_test_gain').
+  """
   teacher = model_entry(teacher_record, metric)
   student = dict(model_entry(student_record, metric), step=int(student_step),
                  export_dir=export_dir)
-  return {'round': index, 'teacher': teacher, 'student': student,
-          'gain': _difference(student, teacher, 'value'),
-          'test_gain': _difference(student, teacher, 'test_value'),
-          'pseudo_labels': pseudo_stats}
+  entry = {'round': index, 'mode': mode, 'teacher': teacher,
+           'student': student,
+           'gain': _difference(student, teacher, 'value'),
+           'test_gain': _difference(student, teacher, 'test_value'),
+           'pseudo_labels': pseudo_stats}
+  entry.update(extra or {})
+  if entry.get('ema_teacher') is not None:
+    entry['ema_gain'] = _difference(entry['ema_teacher'], teacher, 'value')
+    entry['ema_test_gain'] = _difference(entry['ema_teacher'], teacher,
+                                         'test_value')
+  return entry
 
 
 def baseline_entry(record: Dict[str, Any], metric: str, step: int,
                    expected_steps: Optional[int],
-                   final_student: Optional[Dict[str, Any]]
+                   final_student: Optional[Dict[str, Any]],
+                   final_ema_teacher: Optional[Dict[str, Any]] = None
                    ) -> Dict[str, Any]:
   """The supervised baseline and its comparison with the final student
-  (None when the run trained no student)."""
+  (None when the run trained no student) and, for a mean-teacher student,
+  its EMA teacher (`ema_teacher_minus_baseline`, test too)."""
   entry = model_entry(record, metric)
   entry.update(step=int(step), expected_steps=expected_steps,
                steps_match=(None if expected_steps is None
@@ -87,6 +109,12 @@ def baseline_entry(record: Dict[str, Any], metric: str, step: int,
                                                   'value'),
                test_student_minus_baseline=_difference(final_student, entry,
                                                        'test_value'))
+  if final_ema_teacher is not None:
+    entry.update(
+        ema_teacher_minus_baseline=_difference(final_ema_teacher, entry,
+                                               'value'),
+        test_ema_teacher_minus_baseline=_difference(final_ema_teacher, entry,
+                                                    'test_value'))
   return entry
 
 
@@ -95,7 +123,7 @@ def build(metric: str, rounds: List[Dict[str, Any]],
           stage_table: List[Dict[str, Any]],
           teacher: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
   """The summary dict (see the module docstring)."""
-  task = rounds[0]['pseudo_labels']['task'] if rounds else (
+  task = (rounds[0]['pseudo_labels'].get('task') if rounds else None) or (
       'detection' if metric == 'AP' else 'segmentation')
   return {'metric': metric, 'task': task, 'teacher': teacher,
           'rounds': rounds, 'baseline': baseline, 'stages': stage_table,
@@ -109,8 +137,91 @@ def _fmt(value: Optional[float], signed: bool = False) -> str:
   return f'{value:+.4f}' if signed else f'{value:.4f}'
 
 
+def _count(value: Any) -> str:
+  return 'n/a' if value is None else str(value)
+
+
+def _images(pseudo: Dict[str, Any]) -> str:
+  """'out/in' pseudo-labeled images ('n/a': an online student's)."""
+  if pseudo.get('images_in') is None:
+    return 'n/a'
+  return f'{pseudo.get("images_out")}/{pseudo["images_in"]}'
+
+
+def _per_image(value: Optional[float]) -> str:
+  return 'n/a' if value is None else f'{value:.2f}'
+
+
 def _test(entry: Optional[Dict[str, Any]]) -> str:
   return _fmt(entry.get('test_value')) if entry else 'n/a'
+
+
+def _round_row(r: Dict[str, Any]) -> str:
+  """One row of the rounds table (online students: no pseudo records)."""
+  teacher, student, pseudo = r['teacher'], r['student'], r['pseudo_labels']
+  return (f'| {r["round"]} | {_fmt(teacher and teacher["value"])} | '
+          f'{_fmt(student["value"])} | {_fmt(r["gain"], signed=True)} | '
+          f'{_images(pseudo)} | '
+          f'{_count(pseudo.get("labels"))} | '
+          f'{_per_image(pseudo.get("labels_per_image"))} | '
+          f'{teacher["step"] if teacher else "n/a"} | {student["step"]} | '
+          f'{_test(teacher)} | {_test(student)} | '
+          f'{_fmt(r.get("test_gain"), signed=True)} | '
+          f'{r.get("mode", "offline")} |')
+
+
+def _quality(pseudo: Dict[str, Any]) -> Dict[str, Any]:
+  """The quality row at the threshold used (online students have one)."""
+  quality = pseudo.get('quality') or {}
+  return next(iter(quality.values())) if len(quality) == 1 else {}
+
+
+def _mean_teacher_lines(summary: Dict[str, Any]) -> List[str]:
+  """The EMA teachers' table (empty without a mean-teacher round)."""
+  rows = [r for r in summary['rounds'] if r.get('ema_teacher') is not None]
+  if not rows:
+    return []
+  metric, unit = summary['metric'], LABEL_UNITS[summary['task']]
+  lines = ['', '## Mean teacher: the EMA teacher and its online pseudo '
+           'labels (last epoch)', '',
+           f'| round | EMA teacher {metric} | gain over round teacher | '
+           f'EMA teacher test | student {metric} | pseudo {unit}/image | '
+           'pseudo loss | precision | recall |',
+           '|---|---|---|---|---|---|---|---|---|']
+  for r in rows:
+    ema, pseudo = r['ema_teacher'], r['pseudo_labels']
+    quality = _quality(pseudo)
+    lines.append(
+        f'| {r["round"]} | {_fmt(ema["value"])} | '
+        f'{_fmt(r.get("ema_gain"), signed=True)} | {_test(ema)} | '
+        f'{_fmt(r["student"]["value"])} | '
+        f'{_per_image(pseudo.get("labels_per_image"))} | '
+        f'{_fmt(pseudo.get("pseudo_loss"))} | '
+        f'{_fmt(quality.get("precision"))} | {_fmt(quality.get("recall"))} |')
+  return lines
+
+
+def _baseline_lines(base: Dict[str, Any], metric: str) -> List[str]:
+  match = {True: '', False: ' (MISMATCH: expected '
+                            f'{base["expected_steps"]})',
+           None: ''}[base['steps_match']]
+  ema = 'ema_teacher_minus_baseline' in base
+  lines = ['', '## Supervised baseline (human labels only, student '
+           'augmentation)', '',
+           f'| baseline {metric} | steps | final student - baseline | '
+           f'baseline test {metric} | test: student - baseline |' +
+           (' EMA teacher - baseline | test: EMA teacher - baseline |'
+            if ema else ''),
+           '|---|---|---|---|---|' + ('---|---|' if ema else ''),
+           f'| {_fmt(base["value"])} | {base["step"]}{match} | '
+           f'{_fmt(base["student_minus_baseline"], signed=True)} | '
+           f'{_test(base)} | '
+           f'{_fmt(base.get("test_student_minus_baseline"), signed=True)} |']
+  if ema:
+    lines[-1] += (
+        f' {_fmt(base["ema_teacher_minus_baseline"], signed=True)} | '
+        f'{_fmt(base.get("test_ema_teacher_minus_baseline"), signed=True)} |')
+  return lines
 
 
 def to_markdown(summary: Dict[str, Any]) -> str:
@@ -121,32 +232,12 @@ def to_markdown(summary: Dict[str, Any]) -> str:
            f'| round | teacher {metric} | student {metric} | gain | '
            f'pseudo images | pseudo {unit} kept | {unit}/image | '
            'teacher step | student step | teacher test | student test | '
-           'test gain |',
-           '|---|---|---|---|---|---|---|---|---|---|---|---|']
-  for r in summary['rounds']:
-    teacher, student, pseudo = r['teacher'], r['student'], r['pseudo_labels']
-    lines.append(
-        f'| {r["round"]} | {_fmt(teacher and teacher["value"])} | '
-        f'{_fmt(student["value"])} | {_fmt(r["gain"], signed=True)} | '
-        f'{pseudo["images_out"]}/{pseudo["images_in"]} | {pseudo["labels"]} | '
-        f'{pseudo["labels_per_image"]:.2f} | '
-        f'{teacher["step"] if teacher else "n/a"} | {student["step"]} | '
-        f'{_test(teacher)} | {_test(student)} | '
-        f'{_fmt(r.get("test_gain"), signed=True)} |')
-  base = summary['baseline']
-  if base is not None:
-    match = {True: '', False: ' (MISMATCH: expected '
-                              f'{base["expected_steps"]})',
-             None: ''}[base['steps_match']]
-    lines += ['', '## Supervised baseline (human labels only, student '
-              'augmentation)', '',
-              f'| baseline {metric} | steps | final student - baseline | '
-              f'baseline test {metric} | test: student - baseline |',
-              '|---|---|---|---|---|',
-              f'| {_fmt(base["value"])} | {base["step"]}{match} | '
-              f'{_fmt(base["student_minus_baseline"], signed=True)} | '
-              f'{_test(base)} | '
-              f'{_fmt(base.get("test_student_minus_baseline"), signed=True)} |']
+           'test gain | student |',
+           '|---|---|---|---|---|---|---|---|---|---|---|---|---|']
+  lines += [_round_row(r) for r in summary['rounds']]
+  lines += _mean_teacher_lines(summary)
+  if summary['baseline'] is not None:
+    lines += _baseline_lines(summary['baseline'], metric)
   lines += ['', '## Wall time per stage', '', '| stage | seconds | this run |',
             '|---|---|---|']
   for stage in summary['stages']:

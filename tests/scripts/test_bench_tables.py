@@ -59,3 +59,17 @@ def test_mean_std_handles_missing_and_single_values():
   assert bench_tables.mean_std([]) == {'mean': None, 'std': None, 'n': 0}
   assert bench_tables.mean_std([0.5, None]) == {'mean': 0.5, 'std': None,
                                                 'n': 1}
+
+
+def test_mean_teacher_recipe_gets_an_ema_teacher_row(tmp_path):
+  online = _recipe(0.25, 0.27, threshold=0.3)
+  online['rounds'][0]['ema_teacher'] = _model(0.26, 0.29, 1500)
+  runs = {0: {'base': _base((0.20, 0.21), (0.22, 0.23)), 'base_2x': None,
+              'mean_teacher': online}}
+  results = bench_tables.collect(runs, ['mean_teacher'], _TASK)
+  assert results['ema_rows'] == ['mean_teacher (EMA teacher)']
+  ema = results['rows']['mean_teacher (EMA teacher)']
+  assert ema['gain_1x']['mean'] == pytest.approx(0.29 - 0.23)
+  markdown = bench_tables.to_markdown(results)
+  assert '| mean_teacher (EMA teacher) | 1 | 29.0 | +6.0 |' in markdown
+  assert '| mean_teacher | 1 | 27.0 | +4.0 |' in markdown

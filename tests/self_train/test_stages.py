@@ -102,6 +102,31 @@ def test_summary_markdown_reports_gain_baseline_and_times(tmp_path):
     assert json.load(f)['baseline']['steps_match'] is False
 
 
+def test_summary_of_a_mean_teacher_round_has_its_ema_teacher(tmp_path):
+  record = lambda v, s: {'step': s, 'metrics': {'AP': v}}  # noqa
+  pseudo = {'mode': 'mean_teacher', 'task': 'detection', 'images_in': None,
+            'images_out': None, 'labels': None, 'labels_per_image': 2.5,
+            'pseudo_loss': 0.75, 'score_threshold': 0.3,
+            'quality': {'0.3': {'precision': 0.5, 'recall': 0.25}}}
+  rounds = [summary_lib.round_entry(
+      0, record(0.25, 8), record(0.375, 4), 'AP', pseudo, 4, None,
+      mode='mean_teacher',
+      extra={'ema_teacher': summary_lib.model_entry(record(0.5, 4), 'AP')})]
+  base = summary_lib.baseline_entry(
+      record(0.25, 12), 'AP', 12, expected_steps=12,
+      final_student=rounds[0]['student'],
+      final_ema_teacher=rounds[0]['ema_teacher'])
+  assert rounds[0]['ema_gain'] == pytest.approx(0.25)
+  assert base['ema_teacher_minus_baseline'] == pytest.approx(0.25)
+  assert base['test_ema_teacher_minus_baseline'] is None
+  markdown = summary_lib.to_markdown(summary_lib.build('AP', rounds, base, []))
+  assert ('| 0 | 0.2500 | 0.3750 | +0.1250 | n/a | n/a | 2.50 | 8 | 4 | n/a '
+          '| n/a | n/a | mean_teacher |') in markdown
+  assert ('| 0 | 0.5000 | +0.2500 | n/a | 0.3750 | 2.50 | 0.7500 | 0.5000 | '
+          '0.2500 |') in markdown
+  assert '| 0.2500 | 12 | +0.1250 | n/a | n/a | +0.2500 | n/a |' in markdown
+
+
 def test_pseudo_labels_without_any_image_are_not_complete(tmp_path):
   # A complete manifest (as written before the empty-set check) whose shards
   # hold nothing: the student's input would match no record.
