@@ -209,7 +209,7 @@ def _auto_thresholds(output_dir: str, auto: auto_lib.AutoThreshold,
                           selection=probe_selection, scales=scales)
   scores = auto_lib.probe(
       infer, inputs.batches(units, teacher.input_size, batch_size,
-                            skip_corrupt),
+                            skip_corrupt, teacher.input_pad_value),
       auto.num_images)
   chosen = auto.choose(scores, with_band)
   logging.info('Auto thresholds (count matching, no ground truth): %s',
@@ -483,7 +483,7 @@ def pseudo_label(
                             on_event)
     try:
       for batch in inputs.batches(pending, teacher.input_size, batch_size,
-                                  skip_corrupt):
+                                  skip_corrupt, teacher.input_pad_value):
         if overlap_post:
           result = _Result(infer.network(batch['image'], batch['image_info']))
           worker.submit(result.compute, infer.post)
