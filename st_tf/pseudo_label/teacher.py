@@ -40,6 +40,7 @@ from official.vision.modeling import segmentation_model
 from official.vision.ops import preprocess_ops
 
 from st_tf.evaluation import checkpoints
+from st_tf.export import saved_model
 from st_tf.pseudo_label import detection
 from st_tf.pseudo_label import multiscale
 from st_tf.pseudo_label import segmentation
@@ -74,6 +75,8 @@ class Teacher(abc.ABC):
   # RGB in [0, 255] of the input padding the teacher was trained with
   # (None: zeros, as our models; see `inputs.py`).
   input_pad_value: Optional[Tuple[float, float, float]] = None
+  # {class id: name} the teacher knows (an st_tf export's); None: none.
+  category_names: Optional[Dict[int, str]] = None
 
   @abc.abstractmethod
   def forward(self, images: tf.Tensor) -> Dict[str, Any]:
@@ -315,6 +318,7 @@ class SavedModelTeacher(Teacher):
     self.num_classes = None
     self.export_dir = export_dir
     self.teacher_id = saved_model_fingerprint(export_dir)
+    self.category_names = saved_model.read_category_names(export_dir)
 
   def forward(self, images):
     return self._fn(images=images)
