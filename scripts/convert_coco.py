@@ -3,7 +3,9 @@ r"""COCO JSON + image folder -> detection TFRecords (st_tf / Model Garden schema
 A thin wrapper over Model Garden's `official/vision/data/create_coco_tf_record`
 (same flags, same tf.Examples: its schema is ours) that writes through
 `st_tf.data.sharded_writer.write_sharded` for atomic shards, a progress bar
-and a final count. Class ids are the COCO category ids (>= 1).
+and a final count. Class ids are the COCO category ids (>= 1). The
+category names go into ``<output_file_prefix>.metadata.json`` beside the
+shards (`st_tf/data/metadata.py`).
 
   python -m scripts.convert_coco --image_dir=/data/coco/train2017 \
     --object_annotations_file=/data/coco/annotations/instances_train2017.json \
@@ -21,6 +23,7 @@ import tensorflow as tf
 # output_file_prefix, num_shards, num_processes, include_masks); we reuse them.
 from official.vision.data import create_coco_tf_record as mg_coco
 
+from st_tf.data import metadata
 from st_tf.data import sharded_writer
 
 FLAGS = flags.FLAGS
@@ -49,7 +52,8 @@ def convert(annotations_file: str,
     include_masks: also store PNG instance masks.
 
   Returns:
-    What was written (paths and counts).
+    What was written (paths and counts); the category names are in
+    `metadata.metadata_path(output_prefix)`.
   """
   if not tf.io.gfile.exists(annotations_file):
     raise ValueError(f'COCO annotations file not found: {annotations_file}')
@@ -63,9 +67,14 @@ def convert(annotations_file: str,
   items = list(mg_coco.generate_annotations(
       images=images, image_dirs=image_dirs, img_to_obj_annotation=img_to_obj,
       id_to_name_map=id_to_name, include_masks=include_masks))
-  return sharded_writer.write_sharded(
+  result = sharded_writer.write_sharded(
       items, make_example, output_prefix, num_shards=num_shards,
       num_workers=num_workers, desc='coco')
+  metadata.write_metadata(
+      output_prefix, task='detection', category_names=id_to_name,
+      num_examples=result.num_written, files=result.paths,
+      source=annotations_file)
+  return result
 
 
 def main(argv: Sequence[str]) -> None:

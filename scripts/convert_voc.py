@@ -9,6 +9,9 @@ Reads the VOC layout::
 
 JPEGs are stored as they are (no re-encoding); masks are read as palette
 indices with PIL (never converted to RGB) and stored as PNG class maps.
+The class names (index = class id; VOC 2012's 21 by default, or
+``--class_names`` / ``--class_names_file`` for other data in the VOC layout)
+go into ``<output_prefix>.metadata.json`` (`st_tf/data/metadata.py`).
 
   python -m scripts.convert_voc --voc_root=/data/VOC2012 --split=train \
     --output_prefix=/data/tfrecords/voc_train --num_shards=8
@@ -16,7 +19,7 @@ indices with PIL (never converted to RGB) and stored as PNG class maps.
 from __future__ import annotations
 
 import os
-from typing import Optional, Sequence
+from typing import List, Optional, Sequence
 
 from absl import app
 from absl import flags
@@ -24,10 +27,17 @@ import numpy as np
 from PIL import Image
 import tensorflow as tf
 
+from st_tf.data import metadata
 from st_tf.data import schema
 from st_tf.data import sharded_writer
 
 FLAGS = flags.FLAGS
+
+# PASCAL VOC 2012 segmentation classes; index = palette index = class id.
+VOC_CLASS_NAMES = (
+    'background', 'aeroplane', 'bicycle', 'bird', 'boat', 'bottle', 'bus',
+    'car', 'cat', 'chair', 'cow', 'diningtable', 'dog', 'horse', 'motorbike',
+    'person', 'pottedplant', 'sheep', 'sofa', 'train', 'tvmonitor')
 
 
 def define_flags() -> None:
@@ -37,6 +47,10 @@ def define_flags() -> None:
   flags.DEFINE_string('output_prefix', None, 'Output shard path prefix.')
   flags.DEFINE_integer('num_shards', 4, 'Number of output shards.')
   flags.DEFINE_integer('num_workers', None, 'Writer processes.')
+  flags.DEFINE_list('class_names', None, 'Class names, comma-separated, '
+                    'index = class id (default: the 21 VOC 2012 classes).')
+  flags.DEFINE_string('class_names_file', None, 'Text file of class names, '
+                      'one per line, line i = class id i.')
 
 
 def read_class_map(mask_path: str) -> np.ndarray:
@@ -91,23 +105,55 @@ def list_items(voc_root: str, split: str) -> list:
   return items
 
 
+def read_class_names(path: str) -> List[str]:
+  """Class names of a text file, one per line (line i = id i)."""
+  if not tf.io.gfile.exists(path):
+    raise ValueError(f'class names file not found: {path}')
+  with tf.io.gfile.GFile(path) as f:
+    names = [line.strip() for line in f.read().splitlines()]
+  while names and not names[-1]:
+    names.pop()
+  if not names or not all(names):
+    raise ValueError(f'{path}: expected one non-empty class name per line '
+                     '(line i = class id i, background first)')
+  return names
+
+
 def convert(voc_root: str,
             split: str,
             output_prefix: str,
             num_shards: int = 1,
-            num_workers: Optional[int] = None) -> sharded_writer.WriteResult:
-  """Converts one VOC segmentation split to sharded TFRecords."""
-  return sharded_writer.write_sharded(
+            num_workers: Optional[int] = None,
+            class_names: Optional[Sequence[str]] = None
+            ) -> sharded_writer.WriteResult:
+  """Converts one VOC segmentation split to sharded TFRecords.
+
+  `class_names` (index = class id; default `VOC_CLASS_NAMES`) are written
+  to `metadata.metadata_path(output_prefix)`.
+  """
+  names = list(class_names or VOC_CLASS_NAMES)
+  result = sharded_writer.write_sharded(
       list_items(voc_root, split), make_example, output_prefix,
       num_shards=num_shards, num_workers=num_workers, desc=f'voc {split}')
+  metadata.write_metadata(
+      output_prefix, task='segmentation', category_names=names,
+      num_examples=result.num_written, files=result.paths,
+      source=os.path.join(voc_root, 'ImageSets', 'Segmentation',
+                          f'{split}.txt'))
+  return result
 
 
 def main(argv: Sequence[str]) -> None:
   del argv
   if not FLAGS.voc_root or not FLAGS.output_prefix:
     raise app.UsageError('--voc_root and --output_prefix are required.')
+  if FLAGS.class_names and FLAGS.class_names_file:
+    raise app.UsageError('give --class_names or --class_names_file, not both')
+  names = (read_class_names(FLAGS.class_names_file)
+           if FLAGS.class_names_file else FLAGS.class_names)
   convert(FLAGS.voc_root, FLAGS.split, FLAGS.output_prefix,
-          num_shards=FLAGS.num_shards, num_workers=FLAGS.num_workers)
+          num_shards=FLAGS.num_shards, num_workers=FLAGS.num_workers,
+          class_names=names)
 
 
 if __name__ == '__main__':

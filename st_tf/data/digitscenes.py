@@ -60,6 +60,7 @@ from PIL import Image
 import tensorflow as tf
 
 from st_tf import atomic_io
+from st_tf.data import metadata
 from st_tf.data import schema
 from st_tf.data.digitscene_render import (  # re-exported  # noqa: F401
     IMAGE_SIZE, VAL_POOL_FRACTION, DigitPool, digit_pools, make_scene,
@@ -261,8 +262,10 @@ def generate(output_dir: str,
   """Writes DigitScenes to `output_dir`.
 
   Writes ``{split}-0000i-of-0000n.tfrecord`` shards (n = min(num_shards,
-  split size), at least 1), ``{split}.json`` COCO annotations per split and,
-  last, the ``digitscenes.json`` metadata (its presence marks completion).
+  split size), at least 1), ``{split}.json`` COCO annotations and the
+  ``{split}.metadata.json`` sidecar (class names, `metadata.py`) per split
+  and, last, the ``digitscenes.json`` metadata (its presence marks
+  completion).
 
   Args:
     output_dir: output folder (created; local or any tf.io.gfile path).
@@ -306,6 +309,10 @@ def generate(output_dir: str,
     paths[split] = result.paths
     atomic_io.write_json(os.path.join(output_dir, f'{split}.json'),
                          _coco_from_records(result.paths, split))
+    metadata.write_metadata(  # Records hold boxes and masks: both tasks.
+        os.path.join(output_dir, split), task='detection+segmentation',
+        category_names=list(CLASS_NAMES), num_examples=result.num_written,
+        files=result.paths, source='digitscenes')
     splits_meta[split] = {
         'num_examples': result.num_written,
         'files': [os.path.basename(p) for p in result.paths],

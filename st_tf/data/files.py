@@ -25,6 +25,8 @@ from typing import List, Sequence, Union
 from absl import logging
 import tensorflow as tf
 
+from st_tf.data import schema
+
 # Bytes of TFRecord framing per record: length (8) + length crc (4) + data crc.
 _RECORD_OVERHEAD = 16
 
@@ -37,7 +39,8 @@ def match_files(pattern: Union[str, Sequence[str]]) -> List[str]:
       of them.
 
   Returns:
-    Sorted, de-duplicated file paths.
+    Sorted, de-duplicated file paths (metadata sidecars,
+    `schema.METADATA_SUFFIX`, left out).
 
   Raises:
     ValueError: no pattern given, a pattern matches nothing, or every matched
@@ -55,7 +58,9 @@ def match_files(pattern: Union[str, Sequence[str]]) -> List[str]:
     raise ValueError('No input file pattern given (got %r).' % (pattern,))
   matched = []
   for p in patterns:
-    found = [f for f in tf.io.gfile.glob(p) if not tf.io.gfile.isdir(f)]
+    # Metadata sidecars (`<prefix>.metadata.json`) are never records.
+    found = [f for f in tf.io.gfile.glob(p) if not tf.io.gfile.isdir(f)
+             and not f.endswith(schema.METADATA_SUFFIX)]
     if not found:
       raise ValueError(f'File pattern {p!r} does not match any file.')
     matched.extend(found)

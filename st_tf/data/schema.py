@@ -18,6 +18,10 @@ Conventions (all writers accept and all decoders return these):
 * classes: int ``[N]``; detection class ids start at 1 (0 is background).
 * semantic masks: uint8 ``[H, W]`` class map, PNG-encoded, ``IGNORE_LABEL``
   (255) = ignore.
+
+Dataset-level facts (class names, class count) are not in the records but in
+a sidecar ``<prefix>.metadata.json`` beside the shards (`METADATA_SUFFIX`;
+its fields and readers: `st_tf/data/metadata.py`).
 """
 from __future__ import annotations
 
@@ -30,6 +34,8 @@ from official.vision.data import tf_example_builder
 from official.vision.data import tf_example_feature_key as mg_keys
 
 IGNORE_LABEL = 255
+# Sidecar of the shards `<prefix>-i-of-n.tfrecord`: `<prefix>` + this.
+METADATA_SUFFIX = '.metadata.json'
 
 _IMAGE = mg_keys.EncodedImageFeatureKey()
 _BOX = mg_keys.BoxFeatureKey()

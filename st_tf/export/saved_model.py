@@ -21,11 +21,20 @@ are padding. For `serving_default` boxes are in the ``H x W`` input frame;
 for `serve_encoded` they are mapped back to each **original** image (pixels
 and normalized by the original size).
 
+Detection signatures also output `detection_class_names` string ``[B, K]``:
+each box's class name, or its id as text when the class has no name.
+
 Segmentation outputs: `class_map` int32 ``[B, H, W]`` (argmax of the logits
 bilinearly upsampled to the input size) and `confidence` float ``[B, H, W]``
 (the max softmax probability). For `serve_encoded` they are in the padded
 ``H x W`` frame; crop the image region (see above) and resize it to
 ``h x w`` to get original-resolution maps.
+
+Class names (`category_names`, from the training records' metadata,
+`st_tf/data/metadata.py`) travel with the model twice: the attribute
+``loaded.category_names`` (string ``[N]``, index = class id, the id as text
+where a class has no name) and ``assets.extra/category_names.json``
+(``{"id": "name"}``, `read_category_names`).
 """
 from __future__ import annotations
 
@@ -39,18 +48,21 @@ import tf_keras
 from official.vision.ops import preprocess_ops
 
 from st_tf import atomic_io
+from st_tf.data import metadata
 from st_tf.evaluation import checkpoints
 
 # Written last into an export: {relative path: bytes} of every file in it.
 FILE_LIST = 'st_tf_export_files.json'
 DETECTION_KEYS = ('detection_boxes', 'detection_scores', 'detection_classes',
                   'num_detections')
+CATEGORY_NAMES_FILE = os.path.join('assets.extra', 'category_names.json')
 
 
 class _ServingModule(tf.Module):
   """Holds the model variables; subclasses define `serve`, `from_encoded`."""
 
-  def __init__(self, model: tf_keras.Model, input_size: Sequence[int]):
+  def __init__(self, model: tf_keras.Model, input_size: Sequence[int],
+               category_names: Optional[Dict[int, str]] = None):
     super().__init__()
     if len(input_size) != 2 or min(input_size) <= 0:
       raise ValueError(f'input_size must be [height, width], got {input_size}')
@@ -59,6 +71,22 @@ class _ServingModule(tf.Module):
     self._call_model = model.__call__
     self.model_variables = list(model.variables)
     self.input_size = [int(s) for s in input_size]
+    names = dict(category_names or {})
+    self._table = [metadata.display_name(i, names)
+                   for i in range(max(names, default=-1) + 1)]
+    self.category_names = tf.Variable(tf.constant(self._table, tf.string,
+                                                  shape=[len(self._table)]),
+                                      trainable=False, name='category_names')
+
+  def class_names(self, classes: tf.Tensor) -> tf.Tensor:
+    """int [...] class ids -> string [...] names (ids without one: the id)."""
+    as_text = tf.strings.as_string(classes)
+    if not self._table:
+      return as_text
+    table = tf.constant(self._table, tf.string)
+    inside = (classes >= 0) & (classes < len(self._table))
+    return tf.where(inside, tf.gather(table, tf.clip_by_value(
+        classes, 0, len(self._table) - 1)), as_text)
 
   def _outputs(self, images: tf.Tensor) -> Dict[str, tf.Tensor]:
     outputs = self._call_model(images, training=False)
@@ -120,12 +148,14 @@ class DetectionServingModule(_ServingModule):
                        f'{sorted(outputs)}')
     height, width = self.input_size
     boxes = tf.cast(outputs['detection_boxes'], tf.float32)
+    classes = tf.cast(outputs['detection_classes'], tf.int32)
     return {
         'detection_boxes': boxes,
         'detection_boxes_normalized': boxes / tf.constant(
             [height, width, height, width], tf.float32),
         'detection_scores': tf.cast(outputs['detection_scores'], tf.float32),
-        'detection_classes': tf.cast(outputs['detection_classes'], tf.int32),
+        'detection_classes': classes,
+        'detection_class_names': self.class_names(classes),
         'num_detections': tf.cast(outputs['num_detections'], tf.int32),
     }
 
@@ -169,7 +199,9 @@ SERVING_MODULES = {
 
 
 def export_saved_model(model: tf_keras.Model, export_dir: str, *,
-                       input_size: Sequence[int], task: str) -> str:
+                       input_size: Sequence[int], task: str,
+                       category_names: Optional[Dict[int, str]] = None
+                       ) -> str:
   """Writes `model` as a SavedModel with the signatures described above.
 
   Args:
@@ -181,6 +213,8 @@ def export_saved_model(model: tf_keras.Model, export_dir: str, *,
       (or one copied object by object) is never taken for a whole one.
     input_size: [H, W] of the serving input.
     task: a key of `SERVING_MODULES` ('detection' or 'segmentation').
+    category_names: {class id: name} (see the module docstring); None or
+      {}: ids only.
 
   Returns:
     `export_dir`.
@@ -188,7 +222,8 @@ def export_saved_model(model: tf_keras.Model, export_dir: str, *,
   if task not in SERVING_MODULES:
     raise ValueError(f'unknown task {task!r}; expected one of '
                      f'{sorted(SERVING_MODULES)}')
-  module = SERVING_MODULES[task](model, input_size)
+  names = metadata.normalize_names(category_names, 'export category_names')
+  module = SERVING_MODULES[task](model, input_size, names)
   signatures = module.signatures()
   # Object stores (URLs) have no atomic directory rename (GCS copies object
   # by object; ram:// has none): write in place, the file list last.
@@ -200,6 +235,12 @@ def export_saved_model(model: tf_keras.Model, export_dir: str, *,
       tf.io.gfile.rmtree(path)
   tf.io.gfile.makedirs(os.path.dirname(tmp_dir.rstrip('/')) or '.')
   tf.saved_model.save(module, tmp_dir, signatures=signatures)
+  if names:
+    tf.io.gfile.makedirs(os.path.dirname(os.path.join(tmp_dir,
+                                                      CATEGORY_NAMES_FILE)))
+    atomic_io.write_json(os.path.join(tmp_dir, CATEGORY_NAMES_FILE),
+                         {str(k): v for k, v in sorted(names.items())},
+                         indent=1)
   _write_file_list(tmp_dir)
   if local:
     tf.io.gfile.rename(tmp_dir, export_dir)
@@ -225,6 +266,15 @@ def _write_file_list(directory: str) -> None:
     atomic_io.sync(os.path.join(directory, name))
   atomic_io.write_json(os.path.join(directory, FILE_LIST), files, indent=1,
                        sort_keys=True)
+
+
+def read_category_names(export_dir: str) -> Dict[int, str]:
+  """{class id: name} saved with an export ({} when it has none)."""
+  path = os.path.join(export_dir, CATEGORY_NAMES_FILE)
+  if not tf.io.gfile.exists(path):
+    return {}
+  return metadata.normalize_names(
+      atomic_io.read_json(path, fix='re-export the model'), path)
 
 
 def is_complete(export_dir: str) -> bool:
@@ -256,7 +306,8 @@ def export(model_dir: str = gin.REQUIRED,
            *,
            input_size: Sequence[int] = gin.REQUIRED,
            task: str = gin.REQUIRED,
-           checkpoint: Optional[str] = None) -> str:
+           checkpoint: Optional[str] = None,
+           category_names: Optional[Dict[int, str]] = None) -> str:
   """Restores the latest (or given) checkpoint and exports a SavedModel.
 
   Args:
@@ -267,6 +318,8 @@ def export(model_dir: str = gin.REQUIRED,
     input_size: [H, W] serving input size.
     task: 'detection' or 'segmentation' (a `SERVING_MODULES` key).
     checkpoint: checkpoint prefix or directory; None -> latest in model_dir.
+    category_names: {class id: name}; None -> gin `category_names` (the
+      labeled records' metadata, `st_tf/data/metadata.py`).
 
   Returns:
     The SavedModel directory.
@@ -279,5 +332,8 @@ def export(model_dir: str = gin.REQUIRED,
   path, step = checkpoints.restore_model(model, model_dir, checkpoint)
   base = export_dir or os.path.join(model_dir, 'export')
   logging.info('Exporting %s (step %d)', path, step)
+  if category_names is None:
+    category_names = metadata.configured_category_names()
   return export_saved_model(model, os.path.join(base, str(step)),
-                            input_size=input_size, task=task)
+                            input_size=input_size, task=task,
+                            category_names=category_names)

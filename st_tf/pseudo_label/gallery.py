@@ -2,13 +2,14 @@
 from __future__ import annotations
 
 import io
-from typing import Optional, Sequence
+from typing import Mapping, Optional, Sequence
 
 import numpy as np
 from PIL import Image
 from PIL import ImageDraw
 import tensorflow as tf
 
+from st_tf.data import metadata
 from st_tf.data import schema
 
 _COLOURS = np.array([
@@ -41,27 +42,50 @@ def to_rgb(image: np.ndarray) -> np.ndarray:
 
 
 def draw_detections(image: np.ndarray, boxes: np.ndarray, classes: Sequence[int],
-                    scores: Sequence[float]) -> Image.Image:
-  """Draws pixel yxyx `boxes` with "class:score" captions on an image.
+                    scores: Sequence[float],
+                    names: Optional[Mapping[int, str]] = None) -> Image.Image:
+  """Draws pixel yxyx `boxes` with "name:score" captions on an image.
 
-  `image`: uint8 grayscale, RGB or RGBA (see `to_rgb`).
+  Args:
+    image: uint8 grayscale, RGB or RGBA [H, W, ...] (see `to_rgb`).
+    boxes: [N, 4] pixel yxyx boxes of `image`.
+    classes: [N] class ids; scores: [N].
+    names: {class id: name} (`metadata.py`); ids without one show the id.
   """
   canvas = Image.fromarray(to_rgb(image))
   draw = ImageDraw.Draw(canvas)
   for box, cls, score in zip(np.reshape(boxes, (-1, 4)), classes, scores):
     y0, x0, y1, x1 = (float(v) for v in box)
     draw.rectangle([x0, y0, x1, y1], outline=colour(cls), width=1)
-    draw.text((x0 + 1, max(y0 - 10, 0)), f'{int(cls)}:{score:.2f}',
+    draw.text((x0 + 1, max(y0 - 10, 0)),
+              f'{metadata.display_name(cls, names)}:{score:.2f}',
               fill=colour(cls))
   return canvas
 
 
+def legend(canvas: Image.Image, class_ids: Sequence[int],
+           names: Optional[Mapping[int, str]] = None) -> Image.Image:
+  """Writes the names of `class_ids` in their colours, one per line, at
+  the top left of `canvas` (in place; returned)."""
+  draw = ImageDraw.Draw(canvas)
+  for row, cls in enumerate(class_ids):
+    text = metadata.display_name(cls, names)
+    x0, y0, x1, y1 = draw.textbbox((2, 2 + 11 * row), text)
+    draw.rectangle([x0 - 1, y0 - 1, x1 + 1, y1 + 1], fill=(0, 0, 0))
+    draw.text((2, 2 + 11 * row), text, fill=colour(cls))
+  return canvas
+
+
 def draw_segmentation(image: np.ndarray, label: np.ndarray,
-                      alpha: float = 0.5) -> Image.Image:
+                      alpha: float = 0.5,
+                      names: Optional[Mapping[int, str]] = None
+                      ) -> Image.Image:
   """Blends class colours over an image; ignore (255) drawn grey.
 
   `image`: uint8 grayscale, RGB or RGBA [H, W, ...] (see `to_rgb`);
-  `label`: [H, W] (or [H, W, 1]) class map of the same size.
+  `label`: [H, W] (or [H, W, 1]) class map of the same size. With `names`
+  ({class id: name}), the classes present (but background 0 and ignore)
+  are named in a legend.
   """
   image = to_rgb(image).astype(np.float32)
   label = np.asarray(label)
@@ -74,8 +98,13 @@ def draw_segmentation(image: np.ndarray, label: np.ndarray,
   colours[label == schema.IGNORE_LABEL] = 128
   mix = np.where((label > 0)[..., None], alpha, 0.0)
   mix = np.where((label == schema.IGNORE_LABEL)[..., None], 0.3, mix)
-  return Image.fromarray(np.clip(image * (1 - mix) + colours * mix, 0,
-                                 255).astype(np.uint8))
+  canvas = Image.fromarray(np.clip(image * (1 - mix) + colours * mix, 0,
+                                   255).astype(np.uint8))
+  if names:
+    present = [int(c) for c in np.unique(label)
+               if 0 < c != schema.IGNORE_LABEL]
+    legend(canvas, present, names)
+  return canvas
 
 
 def save_gallery(path: str, tiles: Sequence[Image.Image], columns: int = 4,

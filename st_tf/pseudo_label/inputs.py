@@ -10,10 +10,13 @@ records are decoded in parallel (`UnlabeledDecoder`), resized and
 zero-padded to the teacher input size (Model Garden `resize_and_crop_image`,
 as the export's `serve_encoded`; skipped when the image already has that
 size) and batched across unit boundaries, each row tagged with its unit.
+A teacher trained on other padding (Model Garden's own SavedModels: its
+parsers normalize, then pad, i.e. pad with the mean colour) gets its
+`Teacher.input_pad_value` there instead of zeros.
 """
 from __future__ import annotations
 
-from typing import Callable, Dict, Iterator, List, Sequence, Tuple
+from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 from absl import logging
 import tensorflow as tf
@@ -72,8 +75,12 @@ def work_units(paths: Sequence[str], counts: Sequence[int], shard_index: int,
           for p, n in zip(paths, counts)]
 
 
-def _prepare_fn(input_size: Sequence[int]) -> Callable[..., dict]:
+def _prepare_fn(input_size: Sequence[int],
+                pad_value: Optional[Sequence[float]] = None
+                ) -> Callable[..., dict]:
   """(record, unit) -> image uint8 [H, W, 3] at the input size + info.
+
+  The padding is `pad_value` (RGB in [0, 255], rounded) or zeros.
 
   The image is decoded without the decoder's per-record validation (a
   nested tf.data pipeline per image, ~40% of the decoding time); a record
@@ -81,10 +88,14 @@ def _prepare_fn(input_size: Sequence[int]) -> Callable[..., dict]:
   """
   decoder = decoders.UnlabeledDecoder(validate=False)
   size = [int(s) for s in input_size]
+  pad = tf.constant(list(pad_value) if pad_value else [0.0] * 3, tf.float32)
 
   def resize(image):
-    image, info = preprocess_ops.resize_and_crop_image(image, size,
-                                                       padded_size=size)
+    # Bilinear resizing commutes with a constant shift: only the padding
+    # (zeros of the shifted image) becomes `pad`.
+    image, info = preprocess_ops.resize_and_crop_image(
+        tf.cast(image, tf.float32) - pad, size, padded_size=size)
+    image += pad
     return tf.cast(tf.clip_by_value(tf.round(image), 0, 255), tf.uint8), info
 
   def keep(image):  # Already the input size: resize would be the identity.
@@ -105,9 +116,12 @@ def _prepare_fn(input_size: Sequence[int]) -> Callable[..., dict]:
 
 
 def job_dataset(units: Sequence[WorkUnit], input_size: Sequence[int],
-                batch_size: int, skip_corrupt: bool = False
+                batch_size: int, skip_corrupt: bool = False,
+                pad_value: Optional[Sequence[float]] = None
                 ) -> tf.data.Dataset:
   """One pipeline over the records of `units`, in order.
+
+  `pad_value`: RGB of the padding (default zeros; see the module doc).
 
   With `skip_corrupt`, the unreadable tail of a corrupt file is dropped (as
   `count_records(..., skip_corrupt=True)` counts it).
@@ -129,7 +143,7 @@ def job_dataset(units: Sequence[WorkUnit], input_size: Sequence[int],
         (records, tf.data.Dataset.from_tensors(unit).repeat()))
 
   return index.flat_map(unit_records).map(
-      _prepare_fn(input_size), num_parallel_calls=tf.data.AUTOTUNE).batch(
+      _prepare_fn(input_size, pad_value), num_parallel_calls=tf.data.AUTOTUNE).batch(
           batch_size).prefetch(PREFETCH_BATCHES)
 
 
@@ -140,13 +154,15 @@ def unit_dataset(unit: WorkUnit, input_size: Sequence[int],
 
 
 def batches(units: Sequence[WorkUnit], input_size: Sequence[int],
-            batch_size: int, skip_corrupt: bool = False
+            batch_size: int, skip_corrupt: bool = False,
+            pad_value: Optional[Sequence[float]] = None
             ) -> Iterator[Dict[str, tf.Tensor]]:
   """`job_dataset` batches; a record that fails to decode, or a corrupt
   file (`DataLossError`), raises a ValueError naming the file."""
   if not units:
     return
-  iterator = iter(job_dataset(units, input_size, batch_size, skip_corrupt))
+  iterator = iter(job_dataset(units, input_size, batch_size, skip_corrupt,
+                              pad_value))
   unit = 0
   while True:
     try:

@@ -58,8 +58,10 @@ class _Labeler:
   """Shared state: teacher id, class check, gallery tiles, options."""
 
   def __init__(self, teacher_id: str, num_classes: Optional[int],
-               with_quality: bool, keep_empty_images: bool, gallery_size: int):
+               with_quality: bool, keep_empty_images: bool, gallery_size: int,
+               category_names: Optional[Mapping[int, str]] = None):
     self.teacher_id = teacher_id
+    self.category_names = dict(category_names or {})  # For the gallery.
     self.num_classes = num_classes
     self.with_quality = with_quality
     self.keep_empty_images = keep_empty_images
@@ -102,7 +104,8 @@ class DetectionLabeler(_Labeler):
         self.tiles.append(gallery.draw_detections(
             schema.png_bytes_to_array(example.features.feature[
                 schema.IMAGE_ENCODED].bytes_list.value[0]),
-            out['boxes'][i, :k], out['classes'][i, :k], out['scores'][i, :k]))
+            out['boxes'][i, :k], out['classes'][i, :k], out['scores'][i, :k],
+            self.category_names))
       if not k and not self.keep_empty_images:
         continue
       # Pseudo labels, then the ignore band's boxes (written as crowd).
@@ -169,7 +172,8 @@ class SegmentationLabeler(_Labeler):
       if len(self.tiles) < self.gallery_size:
         self.tiles.append(gallery.draw_segmentation(
             schema.png_bytes_to_array(
-                f[schema.IMAGE_ENCODED].bytes_list.value[0]), label))
+                f[schema.IMAGE_ENCODED].bytes_list.value[0]), label,
+            names=self.category_names))
       valid = label[label != schema.IGNORE_LABEL]
       if not valid.size and not self.keep_empty_images:
         continue

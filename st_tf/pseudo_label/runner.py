@@ -48,6 +48,7 @@ import tqdm
 
 from st_tf import paths as paths_lib
 from st_tf.data import files as files_lib
+from st_tf.data import metadata as metadata_lib
 from st_tf.data import schema
 from st_tf.pseudo_label import auto_threshold as auto_lib
 from st_tf.pseudo_label import background
@@ -209,7 +210,7 @@ def _auto_thresholds(output_dir: str, auto: auto_lib.AutoThreshold,
                           selection=probe_selection, scales=scales)
   scores = auto_lib.probe(
       infer, inputs.batches(units, teacher.input_size, batch_size,
-                            skip_corrupt),
+                            skip_corrupt, teacher.input_pad_value),
       auto.num_images)
   chosen = auto.choose(scores, with_band)
   logging.info('Auto thresholds (count matching, no ground truth): %s',
@@ -299,6 +300,7 @@ def pseudo_label(
     keep_empty_images: bool = True,
     min_labels_per_image: float = 0.0,
     gallery_size: int = 8,
+    category_names: Optional[Mapping[int, str]] = None,
     strategy: Union[Callable[[], tf.distribute.Strategy],
                     tf.distribute.Strategy] = strategy_lib.get_strategy,
     model_dir: Optional[str] = None,
@@ -350,6 +352,10 @@ def pseudo_label(
       pixels (segmentation) per written image; 0 only warns when there is
       none. Writing no image at all is always refused.
     gallery_size: images drawn into `gallery-<job>.png` (0: none).
+    category_names: {class id: name} for the gallery and the manifest;
+      default: gin `category_names` (the labeled records' metadata,
+      `st_tf/data/metadata.py`), else the teacher's (an export's), else
+      bare ids.
     strategy: strategy or factory (`get_strategy`).
     model_dir: alias of `output_dir` (set by `--model_dir`).
     max_pending_batches: batches inferred ahead of the background writer
@@ -459,11 +465,18 @@ def pseudo_label(
                           nms_iou_threshold, max_boxes, num_classes,
                           selection=selection,
                           quality_threshold=quality_threshold, scales=scales)
+  names = (metadata_lib.normalize_names(category_names,
+                                        'pseudo_label.category_names') or
+           metadata_lib.configured_category_names() or
+           dict(teacher.category_names or {}))
+  if names:  # Not a setting: naming classes does not change the labels.
+    folder.manifest['category_names'] = {str(k): v for k, v in
+                                         sorted(names.items())}
   options = dict(teacher_id=teacher.teacher_id,
                  num_classes=num_classes or teacher.num_classes,
                  with_quality=with_quality,
                  keep_empty_images=keep_empty_images,
-                 gallery_size=gallery_size)
+                 gallery_size=gallery_size, category_names=names)
   if teacher.task == 'detection':
     labeler = labeler_lib.DetectionLabeler(**options)
   else:
@@ -483,7 +496,7 @@ def pseudo_label(
                             on_event)
     try:
       for batch in inputs.batches(pending, teacher.input_size, batch_size,
-                                  skip_corrupt):
+                                  skip_corrupt, teacher.input_pad_value):
         if overlap_post:
           result = _Result(infer.network(batch['image'], batch['image_info']))
           worker.submit(result.compute, infer.post)

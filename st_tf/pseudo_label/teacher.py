@@ -1,6 +1,10 @@
 """Teachers for pseudo-labeling: a trained checkpoint or an exported SavedModel.
 
-Both take uint8 RGB images ``[B, H, W, 3]`` (``H x W`` = the teacher's input
+SavedModels: ours (`st_tf.export.saved_model`, `SavedModelTeacher`) or Model
+Garden's `image_tensor` export (`mg_teacher.ModelGardenTeacher`);
+`saved_model_teacher` tells them apart by their `serving_default` signature.
+
+All take uint8 RGB images ``[B, H, W, 3]`` (``H x W`` = the teacher's input
 size, images resized and zero-padded by the caller) and give, per task:
 
 * detection: `detections(images, generator)` -> 'boxes' float32 [B, K, 4]
@@ -36,6 +40,7 @@ from official.vision.modeling import segmentation_model
 from official.vision.ops import preprocess_ops
 
 from st_tf.evaluation import checkpoints
+from st_tf.export import saved_model
 from st_tf.pseudo_label import detection
 from st_tf.pseudo_label import multiscale
 from st_tf.pseudo_label import segmentation
@@ -67,6 +72,11 @@ class Teacher(abc.ABC):
   num_classes: Optional[int]  # None when the teacher cannot tell.
   supports_segmentation_flip: bool = True
   supports_multiscale: bool = False
+  # RGB in [0, 255] of the input padding the teacher was trained with
+  # (None: zeros, as our models; see `inputs.py`).
+  input_pad_value: Optional[Tuple[float, float, float]] = None
+  # {class id: name} the teacher knows (an st_tf export's); None: none.
+  category_names: Optional[Dict[int, str]] = None
 
   @abc.abstractmethod
   def forward(self, images: tf.Tensor) -> Dict[str, Any]:
@@ -239,6 +249,35 @@ def saved_model_fingerprint(export_dir: str) -> str:
       return f'saved_model:sha256:{hashlib.sha256(f.read()).hexdigest()}'
 
 
+SAVED_MODEL_SUBDIR = 'saved_model'  # Model Garden's command line writes here.
+
+
+def load_serving(export_dir: str) -> Tuple[str, Any, Any]:
+  """Loads a SavedModel and its `serving_default` signature.
+
+  Args:
+    export_dir: the SavedModel folder, or a Model Garden export folder
+      holding it in `saved_model/` (beside `params.yaml`).
+
+  Returns:
+    (SavedModel folder, loaded object, `serving_default` concrete function).
+  """
+  nested = os.path.join(export_dir, SAVED_MODEL_SUBDIR)
+  if (not tf.io.gfile.exists(os.path.join(export_dir, 'saved_model.pb')) and
+      tf.io.gfile.exists(os.path.join(nested, 'saved_model.pb'))):
+    export_dir = nested
+  if not tf.io.gfile.exists(os.path.join(export_dir, 'saved_model.pb')):
+    raise ValueError(f'{export_dir} is not a SavedModel directory (no '
+                     'saved_model.pb)')
+  loaded = tf.saved_model.load(export_dir)
+  if SIGNATURE not in loaded.signatures:
+    raise ValueError(
+        f'SavedModel {export_dir} has no {SIGNATURE!r} signature (has '
+        f'{sorted(loaded.signatures)}); export it with '
+        'st_tf.export.saved_model or Model Garden\'s export_saved_model')
+  return export_dir, loaded, loaded.signatures[SIGNATURE]
+
+
 class SavedModelTeacher(Teacher):
   """A SavedModel exported by `st_tf.export.saved_model` (serving_default).
 
@@ -251,17 +290,10 @@ class SavedModelTeacher(Teacher):
 
   supports_segmentation_flip = False
 
-  def __init__(self, export_dir: str, task: Optional[str] = None):
-    if not tf.io.gfile.exists(os.path.join(export_dir, 'saved_model.pb')):
-      raise ValueError(f'{export_dir} is not a SavedModel directory (no '
-                       'saved_model.pb)')
-    self.loaded = tf.saved_model.load(export_dir)
-    if SIGNATURE not in self.loaded.signatures:
-      raise ValueError(
-          f'SavedModel {export_dir} has no {SIGNATURE!r} signature (has '
-          f'{sorted(self.loaded.signatures)}); export it with '
-          'st_tf.export.saved_model')
-    self._fn = self.loaded.signatures[SIGNATURE]
+  def __init__(self, export_dir: str, task: Optional[str] = None,
+               serving: Optional[Tuple[str, Any, Any]] = None):
+    """`serving`: `load_serving(export_dir)`'s result, if already loaded."""
+    export_dir, self.loaded, self._fn = serving or load_serving(export_dir)
     _, kwargs = self._fn.structured_input_signature
     spec = kwargs.get('images')
     if (spec is None or spec.dtype != tf.uint8 or spec.shape.rank != 4 or
@@ -286,6 +318,7 @@ class SavedModelTeacher(Teacher):
     self.num_classes = None
     self.export_dir = export_dir
     self.teacher_id = saved_model_fingerprint(export_dir)
+    self.category_names = saved_model.read_category_names(export_dir)
 
   def forward(self, images):
     return self._fn(images=images)
@@ -332,6 +365,38 @@ def checkpoint_teacher(model_dir: str = gin.REQUIRED,
 
 @gin.configurable
 def saved_model_teacher(export_dir: str = gin.REQUIRED,
-                        task: Optional[str] = None) -> SavedModelTeacher:
-  """Gin: teacher from an exported SavedModel directory."""
-  return SavedModelTeacher(export_dir, task)
+                        task: Optional[str] = None,
+                        input_size: Optional[Sequence[int]] = None
+                        ) -> Teacher:
+  """Gin: teacher from an exported SavedModel directory.
+
+  The signature tells which exporter wrote it: `serving_default(images=...)`
+  is ours (`SavedModelTeacher`); one uint8 [B, H, W, 3] input (`inputs`) is
+  Model Garden's `image_tensor` export (`mg_teacher.ModelGardenTeacher`).
+
+  Args:
+    export_dir: the SavedModel folder (or a Model Garden export folder with
+      `saved_model/` inside).
+    task: expected task, or None.
+    input_size: (H, W) fed to a Model Garden SavedModel (default: from its
+      export, see `mg_teacher`); ours has a fixed input size.
+  """
+  from st_tf.pseudo_label import mg_teacher  # pylint: disable=g-import-not-at-top
+  serving = load_serving(export_dir)
+  path, loaded, fn = serving
+  _, kwargs = fn.structured_input_signature
+  if 'images' in kwargs:
+    teacher = SavedModelTeacher(path, task, serving)
+    if input_size is not None and tuple(input_size) != teacher.input_size:
+      raise ValueError(
+          f'SavedModel {path} takes {teacher.input_size} images, not '
+          f'input_size={tuple(input_size)}; unbind '
+          'saved_model_teacher.input_size')
+    return teacher
+  if mg_teacher.image_input(fn) is not None:
+    return mg_teacher.ModelGardenTeacher(path, loaded, fn, task, input_size)
+  raise ValueError(
+      f'SavedModel {path}: {SIGNATURE} must take images=uint8 [B, H, W, 3] '
+      '(st_tf.export.saved_model) or one uint8 [B, H, W, 3] tensor such as '
+      "Model Garden's inputs= (export_saved_model --input_type=image_tensor);"
+      f' got inputs {kwargs}')

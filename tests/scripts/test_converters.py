@@ -12,6 +12,7 @@ from scripts import convert_images
 from scripts import convert_voc
 from st_tf.data import decoders
 from st_tf.data import files
+from st_tf.data import metadata
 
 
 def _rgb(h, w, seed):
@@ -64,6 +65,14 @@ def test_convert_coco(tmp_path):
     np.testing.assert_array_equal(got['groundtruth_classes'],
                                   2 + np.arange(len(want)))
     assert got['image'].shape == (16, 32, 3)
+  # The category names travel in the sidecar; patterns never match it.
+  meta = json.loads((tmp_path / 'out' / 'coco.metadata.json').read_text())
+  assert meta['category_names'] == {'2': 'x', '3': 'y'}
+  assert (meta['task'], meta['num_classes'], meta['num_examples']) == (
+      'detection', 4, 2)
+  assert metadata.category_names(str(tmp_path / 'out' / 'coco*')) == {
+      2: 'x', 3: 'y'}
+  assert len(files.match_files(str(tmp_path / 'out' / 'coco*'))) == 2
 
 
 def test_convert_coco_missing_annotations(tmp_path):
@@ -106,6 +115,23 @@ def test_convert_voc(tmp_path, caplog):
   for i in ids[:2]:
     np.testing.assert_array_equal(out[i]['label'][..., 0], masks[i])
     assert out[i]['image'].shape == (20, 24, 3)
+  names = metadata.category_names(str(tmp_path / 'out' / 'voc-*'))
+  assert names[0] == 'background' and names[15] == 'person'
+  assert len(names) == 21
+
+
+def test_convert_voc_with_own_class_names(tmp_path):
+  _make_voc(tmp_path / 'voc', ['a', 'b'])
+  names_file = tmp_path / 'names.txt'
+  names_file.write_text('background\nroad\ncar\n\n')
+  names = convert_voc.read_class_names(str(names_file))
+  convert_voc.convert(str(tmp_path / 'voc'), 'train', str(tmp_path / 'o'),
+                      num_workers=1, class_names=names)
+  assert metadata.category_names(str(tmp_path / 'o-*')) == {
+      0: 'background', 1: 'road', 2: 'car'}
+  names_file.write_text('background\n\ncar\n')
+  with pytest.raises(ValueError, match='names.txt.*one non-empty'):
+    convert_voc.read_class_names(str(names_file))
 
 
 def test_convert_voc_missing_files(tmp_path):
