@@ -7,8 +7,11 @@ r"""Command line entry: `python -m st_tf.main`.
 
 Every `st_tf` module is imported before the gin files are parsed, and parsing
 does not skip unknown names: a missing gin file, an unknown configurable or
-parameter fails at once naming it; a missing `%gin.REQUIRED` value fails when
-the mode's entry point is called, before any work, naming the parameter.
+parameter, or a macro used but never set (e.g. a template without its model
+file) fails at once naming it; a missing `%gin.REQUIRED` value (a parameter,
+or a macro such as the templates' `LABELED_PATTERN = %gin.REQUIRED`) fails
+when the mode is run, before any work, naming it, the file that declares it
+and the binding that fixes it.
 
 Modes are a registry (`MODES`: mode -> 'module:function'); each entry point is
 gin-configurable and takes `model_dir`. The train mode writes `config.gin`
@@ -20,7 +23,8 @@ from __future__ import annotations
 import importlib
 import os
 import pkgutil
-from typing import Any, Callable, Dict, Optional, Sequence
+import re
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from absl import app
 from absl import flags
@@ -63,6 +67,93 @@ def import_configurables() -> None:
       importlib.import_module(info.name)
 
 
+# Macros the model files of gin/templates/models/ define (the templates use
+# them for the parser's anchors).
+_MODEL_MACROS = ('MIN_LEVEL', 'MAX_LEVEL', 'NUM_SCALES', 'ASPECT_RATIOS',
+                 'ANCHOR_SIZE')
+_INCLUDE = re.compile(r"""^\s*include\s+['"]([^'"]+)['"]""")
+_REQUIRED_MACRO = re.compile(
+    r'^\s*([A-Za-z_][\w.]*)\s*=\s*%gin\.REQUIRED\s*(?:#\s*(.*))?$')
+_UNBOUND_MACRO = re.compile(r"No bindings specified for '([\w.]+)/gin\.macro'")
+
+# Macro -> (file:line, comment) of its last `NAME = %gin.REQUIRED` line in
+# the files parsed by `parse_config` (for the error message).
+_REQUIRED_DECLARATIONS: Dict[str, Tuple[str, str]] = {}
+
+
+def _resolve_gin_path(path: str) -> Optional[str]:
+  for candidate in (path, os.path.join(_REPO_ROOT, path)):
+    if tf.io.gfile.exists(candidate):
+      return candidate
+  return None
+
+
+def _scan_required(path: str, out: Dict[str, Tuple[str, str]],
+                   seen: Optional[set] = None) -> None:
+  """Records the `NAME = %gin.REQUIRED` lines of a gin file and its
+  includes, in parse order."""
+  seen = set() if seen is None else seen
+  full = _resolve_gin_path(path)
+  if full is None or full in seen:
+    return
+  seen.add(full)
+  with tf.io.gfile.GFile(full) as f:
+    lines = f.read().splitlines()
+  for number, line in enumerate(lines, 1):
+    include = _INCLUDE.match(line)
+    if include:
+      _scan_required(include.group(1), out, seen)
+      continue
+    required = _REQUIRED_MACRO.match(line)
+    if required:
+      out[required.group(1)] = (f'{path}:{number}',
+                                (required.group(2) or '').strip())
+
+
+def missing_required_macros() -> List[str]:
+  """Macros of the parsed config whose value is (via other macros)
+  `%gin.REQUIRED`: values the user must give (e.g. the templates' paths)."""
+  config = gin.config._CONFIG  # pylint: disable=protected-access
+  values = {scope: params.get('value')
+            for (scope, selector), params in config.items()
+            if selector == 'gin.macro'}
+
+  def is_required(value, depth=0) -> bool:
+    if value is gin.REQUIRED:
+      return True
+    if isinstance(value, gin.config.ConfigurableReference) and depth < 50:
+      name = value.scoped_selector.split('/')[0]
+      if name == 'gin.REQUIRED':
+        return True
+      if value.configurable.selector.endswith('gin.macro') and name in values:
+        return is_required(values[name], depth + 1)
+    return False
+
+  return sorted(name for name, value in values.items() if is_required(value))
+
+
+def check_required_macros() -> None:
+  """Raises naming every macro still `%gin.REQUIRED` (gin itself would pass
+  its placeholder object on to the configurable)."""
+  missing = missing_required_macros()
+  if not missing:
+    return
+  order = list(_REQUIRED_DECLARATIONS)
+  missing.sort(key=lambda n: order.index(n) if n in order else len(order))
+  lines, fixes = [], []
+  for name in missing:
+    where, comment = _REQUIRED_DECLARATIONS.get(name, ('a gin file', ''))
+    lines.append(f'  {name}  ({where}' + (f': {comment})' if comment else ')'))
+    example = re.search(r'e\.g\. (.+?)(?:\s+\(|$)', comment)
+    fixes.append(f'  --gin_bindings="{name} = '
+                 f'{example.group(1) if example else "<value>"}"')
+  raise ValueError(
+      'These gin values are %gin.REQUIRED and were not given (your data\'s '
+      'paths, class count, input size, ...):\n' + '\n'.join(lines) +
+      '\nGive each with --gin_bindings (or in a gin file parsed after the '
+      'one that declares it), e.g.\n' + '\n'.join(fixes))
+
+
 def parse_config(gin_files: Sequence[str],
                  gin_bindings: Sequence[str] = (),
                  strategy: Optional[str] = None,
@@ -72,7 +163,8 @@ def parse_config(gin_files: Sequence[str],
   Raises:
     FileNotFoundError: a gin file does not exist.
     ValueError: an unknown configurable/parameter or a syntax error (gin's
-      message names it and its file/line).
+      message names it and its file/line); a `%gin.REQUIRED` macro not given
+      or a macro used but never set (the message names them and the fix).
   """
   for path in gin_files:
     if not (tf.io.gfile.exists(path) or
@@ -85,8 +177,31 @@ def parse_config(gin_files: Sequence[str],
     bindings.append(f'get_strategy.name = {strategy!r}')
   if tpu is not None:
     bindings.append(f'get_strategy.tpu = {tpu!r}')
+  declarations: Dict[str, Tuple[str, str]] = {}
+  for path in gin_files:
+    _scan_required(path, declarations)
+  _REQUIRED_DECLARATIONS.clear()
+  _REQUIRED_DECLARATIONS.update(declarations)
   gin.parse_config_files_and_bindings(
-      list(gin_files), bindings, skip_unknown=False, finalize_config=True)
+      list(gin_files), bindings, skip_unknown=False, finalize_config=False)
+  # All missing values at once, with their files (gin's own finalize check
+  # names the first only).
+  check_required_macros()
+  try:
+    gin.finalize()
+  except ValueError as e:
+    unbound = _UNBOUND_MACRO.search(str(e))
+    if not unbound:
+      raise
+    name = unbound.group(1)
+    hint = (' It is a model file\'s anchor macro: the templates take the '
+            'model from one model file, e.g. add --gin_file=gin/templates/'
+            'models/retinanet_tiny.gin (all: gin/templates/models/).'
+            if name in _MODEL_MACROS else
+            f' Set it, e.g. --gin_bindings="{name} = <value>".')
+    raise ValueError(
+        f'gin macro %{name} is used by {list(gin_files)} but never set.'
+        + hint) from e
 
 
 def get_mode(mode: str) -> Callable[..., Any]:
@@ -112,6 +227,7 @@ def prepare(fns: Sequence[Callable[[], Any]] = ()) -> None:
 def run(mode: str, model_dir: Optional[str] = None) -> Any:
   """Runs a mode with the parsed gin config; returns its result."""
   entry = get_mode(mode)
+  check_required_macros()
   prepare()
   kwargs = {'model_dir': model_dir} if model_dir else {}
   result = entry(**kwargs)

@@ -145,3 +145,89 @@ def test_model_file_can_be_included_and_scoped(tmp_path):
   assert gin.query_parameter('resnet.model_id') == 10
   assert gin.query_parameter('build_retinanet.head_num_filters') == 32
   assert gin.query_parameter('student/build_retinanet.head_num_filters') == 48
+
+
+# ---- gin/templates: your-data templates and their model files -------------
+
+_TEMPLATE_MODELS = sorted(
+    f for f in _FILES if f.startswith(os.path.join('templates', 'models')))
+# Model files that are built and run here (the paper's are parsed only).
+# The tiny ones are built through gin/models/digitscenes_tiny_*.gin above.
+_BUILT_TEMPLATE_MODELS = ('retinanet_spinenet49_mobile.gin',
+                          'segmentation_mobilenetv2_deeplabv3.gin')
+
+
+def _template_for(model_rel_path):
+  name = os.path.basename(model_rel_path)
+  return 'detection' if name.startswith('retinanet') else 'segmentation'
+
+
+def _data_bindings(task, size=128):
+  bindings = ["LABELED_PATTERN = '/data/mine/train-*'",
+              "UNLABELED_PATTERN = '/data/mine/unlabeled-*'",
+              "VAL_PATTERN = '/data/mine/val-*'",
+              'NUM_CLASSES = 8', f'INPUT_SIZE = ({size}, {size})']
+  if task == 'detection':
+    bindings.append("VAL_ANNOTATIONS = '/data/mine/val.json'")
+  return bindings
+
+
+def test_template_files_ship_required_macros_and_no_digitscenes():
+  for task in ('detection', 'segmentation'):
+    with open(os.path.join(_GIN_ROOT, 'templates', f'{task}.gin')) as f:
+      text = f.read()
+    assert 'digitscenes' not in text.replace(
+        'gin/demo/digitscenes', '').replace('gin/models/digitscenes', '')
+    for macro in ('LABELED_PATTERN', 'UNLABELED_PATTERN', 'VAL_PATTERN',
+                  'NUM_CLASSES', 'INPUT_SIZE') + (
+                      ('VAL_ANNOTATIONS',) if task == 'detection' else ()):
+      assert f'\n{macro} = %gin.REQUIRED' in text, (task, macro)
+  assert len(_TEMPLATE_MODELS) >= 6, _TEMPLATE_MODELS
+
+
+@pytest.mark.parametrize('model_file', _TEMPLATE_MODELS)
+def test_template_with_model_file_parses_and_binds_the_data(model_file):
+  from st_tf import main  # pylint: disable=g-import-not-at-top
+  task = _template_for(model_file)
+  main.parse_config([f'gin/templates/{task}.gin', f'gin/{model_file}'],
+                    _data_bindings(task))
+  builder = ('build_retinanet' if task == 'detection'
+             else 'build_segmentation_model')
+  assert gin.query_parameter('prepare.fns') == []
+  assert gin.query_parameter(f'{builder}.backbone') is not None
+  # The model takes the data's class count and size from the template.
+  assert gin.query_parameter('%NUM_CLASSES') == 8
+  assert gin.query_parameter('%INPUT_SIZE') == (128, 128)
+  for param in ('num_classes', 'input_size'):
+    assert str(gin.query_parameter(f'{builder}.{param}')) == (
+        f'%{param.upper()}'), (model_file, param)
+
+
+@pytest.mark.parametrize('name', _BUILT_TEMPLATE_MODELS)
+def test_template_model_file_builds(name):
+  import st_tf.modeling as modeling  # pylint: disable=g-import-not-at-top
+  task = _template_for(name)
+  _parse(os.path.join('templates', 'models', name))
+  for binding in _data_bindings(task):
+    gin.parse_config(binding)
+  builder = ('build_retinanet' if task == 'detection'
+             else 'build_segmentation_model')
+  model = getattr(modeling, builder)()
+  outputs = model(tf.zeros([1, 128, 128, 3]), training=True)
+  key = 'cls_outputs' if task == 'detection' else 'logits'
+  assert key in outputs
+  assert model.count_params() < 3_000_000, (name, model.count_params())
+
+
+def test_template_errors_name_the_missing_values_and_the_model_file():
+  from st_tf import main  # pylint: disable=g-import-not-at-top
+  with pytest.raises(ValueError, match=r'(?s)LABELED_PATTERN.*'
+                     r'gin/templates/detection\.gin:\d+.*'
+                     r'--gin_bindings="LABELED_PATTERN = \'data/mine/train-\*\'"'):
+    main.parse_config(['gin/templates/detection.gin',
+                       'gin/templates/models/retinanet_tiny.gin'])
+  gin.clear_config()
+  with pytest.raises(ValueError, match=r'%MIN_LEVEL .*never set.*'
+                     r'gin/templates/models/retinanet_tiny\.gin'):
+    main.parse_config(['gin/templates/detection.gin'],
+                      _data_bindings('detection'))

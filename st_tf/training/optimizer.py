@@ -68,7 +68,10 @@ def warmup_cosine(learning_rate: float = gin.REQUIRED,
   """
   if total_steps <= warmup_steps:
     raise ValueError(f'warmup_cosine: total_steps ({total_steps}) must exceed '
-                     f'warmup_steps ({warmup_steps}).')
+                     f'warmup_steps ({warmup_steps}); for a short run bind '
+                     'a shorter warm-up, e.g. --gin_bindings='
+                     f'"warmup_cosine.warmup_steps = {max(total_steps // 10, 1)}"'
+                     '.')
   cosine = lr_schedule.CosineDecayWithOffset(
       offset=warmup_steps, initial_learning_rate=learning_rate,
       decay_steps=total_steps - warmup_steps, alpha=alpha)
