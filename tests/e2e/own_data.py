@@ -174,8 +174,8 @@ def main(argv):
   del argv
   coco = make_coco(os.path.join(flags.FLAGS.output_dir, 'coco'))
   voc = make_voc(os.path.join(flags.FLAGS.output_dir, 'voc'))
-  for key, value in {**coco, **{f'voc_{k}': v for k, v in voc.items()}
-                     }.items():
+  for key, value in {**coco, 'voc_root': voc['voc_root'],
+                     'voc_unlabeled': voc['unlabeled']}.items():
     print(f'{key}: {value}')
 
 
