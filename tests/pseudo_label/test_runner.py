@@ -3,6 +3,7 @@ import functools
 import json
 import os
 
+import gin
 import numpy as np
 from PIL import Image
 import pytest
@@ -10,6 +11,7 @@ import tensorflow as tf
 
 from st_tf.data import decoders
 from st_tf.data import schema
+from st_tf.pseudo_label import gallery as gallery_lib
 from st_tf.pseudo_label import runner
 from st_tf.pseudo_label import segmentation
 from st_tf.pseudo_label import teacher as teacher_lib
@@ -213,3 +215,26 @@ def test_segmentation_with_flip_tta(tmp_path, unlabeled):
   assert coverage == sorted(coverage, reverse=True)
   with open(writer.manifest_path(out, 0, 1)) as f:
     assert json.load(f)['task'] == 'segmentation'
+
+
+def test_category_names_reach_the_gallery_and_manifest(
+    tmp_path, unlabeled, detection_teacher_dir, monkeypatch):
+  names_seen = []
+  draw = gallery_lib.draw_detections
+
+  def spy(*args):
+    names_seen.append(args[4])
+    return draw(*args)
+
+  monkeypatch.setattr(gallery_lib, 'draw_detections', spy)
+  gin.parse_config("category_names.names = {1: 'zero', 2: 'one'}")
+  out = str(tmp_path / 'out')
+  one_file = sorted(tf.io.gfile.glob(unlabeled))[0]
+  manifest = _run(out, one_file, detection_teacher_dir, gallery_size=2)
+  assert manifest['category_names'] == {'1': 'zero', '2': 'one'}
+  assert names_seen and all(n == {1: 'zero', 2: 'one'} for n in names_seen)
+  # An explicit argument wins over gin.
+  out2 = str(tmp_path / 'out2')
+  manifest = _run(out2, one_file, detection_teacher_dir, gallery_size=0,
+                  category_names={3: 'two'})
+  assert manifest['category_names'] == {'3': 'two'}
