@@ -41,6 +41,14 @@ RECIPES = {
         # teacher at input scales 0.75, 1 and 1.25, merged by per-class NMS.
         'auto_ignore_ms': {'bindings': _IGNORE + (
             'pseudo_label.scales = (0.75, 1.0, 1.25)',)},
+        # auto_ignore_ms with the flipped image too (6 teacher passes).
+        'auto_ignore_ms_flip': {'bindings': _IGNORE + (
+            'pseudo_label.scales = (0.75, 1.0, 1.25)',
+            'pseudo_label.flip_tta = True')},
+        # auto_ignore_ms with a = 2: better pseudo labels, more weight.
+        'auto_ignore_ms_a2': {'bindings': _IGNORE + (
+            'pseudo_label.scales = (0.75, 1.0, 1.25)',
+            'student/normalized.pseudo_weight = 2.0')},
         # The paper's hard boxes with a = 2 (more weight on pseudo labels).
         'auto_ignore_a2': {'bindings': _IGNORE + (
             'student/normalized.pseudo_weight = 2.0',)},
