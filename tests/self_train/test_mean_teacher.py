@@ -21,6 +21,10 @@ from st_tf.self_train import stages
 from tests.pseudo_label import tiny
 from tests.self_train import smoke
 
+# Slow (> 1 min of CPU): not in the default run (pyproject addopts);
+# `python -m pytest -m slow tests` runs them.
+pytestmark = pytest.mark.slow
+
 _OVERLAY = os.path.join(os.path.dirname(smoke.SMOKE_GIN),
                         'mean_teacher_detection_student.gin')
 _STAGES = ['round_0/teacher/eval',
