@@ -2,11 +2,16 @@
 CPUs), through the trainer: finite losses, the EMA updated, replicas in
 sync. Runs tests/mean_teacher/mirrored_worker.py in its own process
 (logical devices are set before TensorFlow starts)."""
+import pytest
 import json
 import math
 import os
 import subprocess
 import sys
+
+# Slow (> 1 min of CPU): not in the default run (pyproject addopts);
+# `python -m pytest -m slow tests` runs them.
+pytestmark = pytest.mark.slow
 
 _ROOT = os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__))))

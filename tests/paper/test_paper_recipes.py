@@ -48,6 +48,10 @@ from st_tf.modeling import anchors
 from st_tf.modeling import backbones
 from st_tf.training import trainer
 
+# Slow (> 1 min of CPU): not in the default run (pyproject addopts);
+# `python -m pytest -m slow tests` runs them.
+pytestmark = pytest.mark.slow
+
 SIZE = 128
 SPINENET_WIDTH = 0.25
 EFFNET_WIDTH = 0.25
