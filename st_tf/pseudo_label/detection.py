@@ -26,6 +26,8 @@ import tensorflow as tf
 from official.vision.modeling.layers import detection_generator
 from official.vision.ops import anchor
 
+from st_tf.ops import image_info as image_info_ops
+
 Detections = Dict[str, tf.Tensor]
 
 
@@ -305,12 +307,8 @@ def select_in_graph(dets: Detections, image_info: tf.Tensor,
     'valid' bool [B, K] (NMS output rows) and, with `quality_threshold`,
     'quality' bool [B, K].
   """
-  info = tf.cast(image_info, tf.float32)
-  scale = tf.tile(info[:, 2:3, :], [1, 1, 2])
-  offset = tf.tile(info[:, 3:4, :], [1, 1, 2])
-  size = tf.tile(info[:, 0:1, :], [1, 1, 2])
-  boxes = tf.clip_by_value((tf.cast(dets['boxes'], tf.float32) + offset) /
-                           scale, 0.0, size)
+  boxes = image_info_ops.boxes_to_original(dets['boxes'], image_info)
+  size = tf.tile(tf.cast(image_info, tf.float32)[:, 0:1, :], [1, 1, 2])
   scores = tf.cast(dets['scores'], tf.float32)
   classes = tf.cast(dets['classes'], tf.int32)
   valid = _valid_mask(dets)

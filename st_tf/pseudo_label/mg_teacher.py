@@ -46,6 +46,7 @@ import tensorflow as tf
 from official.modeling.hyperparams import params_dict
 from official.vision.ops import preprocess_ops
 
+from st_tf.ops import image_info as image_info_ops
 from st_tf.pseudo_label import segmentation
 from st_tf.pseudo_label import teacher as teacher_lib
 
@@ -128,10 +129,7 @@ def boxes_to_input_frame(boxes: tf.Tensor, image_info: Optional[tf.Tensor],
     return boxes * tf.constant([height, width, height, width])
   if image_info is None:
     return boxes
-  info = tf.cast(image_info, tf.float32)
-  scale = tf.tile(info[:, 2:3, :], [1, 1, 2])
-  offset = tf.tile(info[:, 3:4, :], [1, 1, 2])
-  return (boxes + offset) / scale
+  return image_info_ops.boxes_to_original(boxes, image_info, clip=False)
 
 
 def logits_to_input_frame(logits: tf.Tensor, image_info: Optional[tf.Tensor],

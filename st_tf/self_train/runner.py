@@ -59,14 +59,10 @@ from st_tf.self_train import stages
 from st_tf.self_train import summary as summary_lib
 from st_tf.training import init as init_lib
 
-TEACHER_SCOPE = models.TEACHER_SCOPE
-STUDENT_SCOPE = models.STUDENT_SCOPE
-BASELINE_SCOPE = models.BASELINE_SCOPE
-# Moved to models.py; kept here for callers of the earlier names.
-TrainedModel = models.TrainedModel
-TestSplit = models.TestSplit
-_train_stage = models.train_stage
-_eval_stage = models.eval_stage
+# The stages' model types and functions live in models.py.
+from st_tf.self_train.models import (  # pylint: disable=g-importing-member
+    BASELINE_SCOPE, STUDENT_SCOPE, TEACHER_SCOPE, TestSplit, TrainedModel,
+    eval_stage, train_stage)
 
 
 def _first_teacher(log: stages.StageLog, round_dir: str,
@@ -82,7 +78,7 @@ def _first_teacher(log: stages.StageLog, round_dir: str,
                        f'{teacher_model_dir}')
     return TrainedModel(TEACHER_SCOPE, checkpoint_dir=teacher_model_dir,
                         eval_dir=teacher_dir)
-  _train_stage(log, 'round_0/teacher/train', teacher_dir, TEACHER_SCOPE)
+  train_stage(log, 'round_0/teacher/train', teacher_dir, TEACHER_SCOPE)
   return TrainedModel(TEACHER_SCOPE, checkpoint_dir=teacher_dir,
                       eval_dir=teacher_dir)
 
@@ -173,11 +169,11 @@ def _baseline(log: stages.StageLog, model_dir: str, metric: str,
     kwargs['init'] = functools.partial(
         init_lib.initialize_model, method='full',
         checkpoint=first_teacher.checkpoint_dir)
-  _train_stage(log, 'baseline/train', baseline_model.checkpoint_dir,
-               BASELINE_SCOPE, **kwargs)
+  train_stage(log, 'baseline/train', baseline_model.checkpoint_dir,
+              BASELINE_SCOPE, **kwargs)
   final = rounds[-1] if rounds else {}
   return summary_lib.baseline_entry(
-      _eval_stage(log, 'baseline/eval', baseline_model, metric, test),
+      eval_stage(log, 'baseline/eval', baseline_model, metric, test),
       metric,
       stages.final_step(baseline_model.checkpoint_dir) +
       (teacher_steps if from_teacher else 0),
@@ -250,8 +246,8 @@ def self_train(model_dir: str = gin.REQUIRED,
   log = stages.StageLog(model_dir)
   teacher = _first_teacher(log, os.path.join(model_dir, 'round_0'),
                            teacher_model_dir, teacher_export_dir)
-  teacher_record = (_eval_stage(log, 'round_0/teacher/eval', teacher, metric,
-                                test) if teacher.eval_dir else None)
+  teacher_record = (eval_stage(log, 'round_0/teacher/eval', teacher, metric,
+                               test) if teacher.eval_dir else None)
   rounds = _rounds(log, model_dir, student, teacher, teacher_record,
                    num_rounds, init_student_from_teacher, metric, test,
                    export_student)

@@ -6,7 +6,7 @@ import pytest
 import tensorflow as tf
 import tf_keras
 
-from st_tf.self_train import runner as self_train_runner
+from st_tf.self_train import models as self_train_models
 from st_tf.self_train import stages
 from st_tf.training import finite
 from st_tf.training import trainer
@@ -56,7 +56,7 @@ def test_nan_training_stage_is_never_marked_complete(tmp_path):
   train_dir = os.path.join(model_dir, 'teacher')
   log = stages.StageLog(model_dir)
   with pytest.raises(finite.NonFiniteError):
-    self_train_runner._train_stage(  # pylint: disable=protected-access
+    self_train_models.train_stage(
         log, 'teacher/train', train_dir, 'teacher', model=tiny.tiny_model,
         train_dataset=_dataset(nan_from_step=1), train_steps=2,
         steps_per_epoch=2, optimizer=lambda: tf_keras.optimizers.SGD(0.01))
