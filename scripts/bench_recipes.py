@@ -49,6 +49,11 @@ RECIPES = {
         'auto_ignore_ms_a2': {'bindings': _IGNORE + (
             'pseudo_label.scales = (0.75, 1.0, 1.25)',
             'student/normalized.pseudo_weight = 2.0')},
+        # auto_ignore_ms with 32 pseudo images per step (1:2, the same 16
+        # human images): twice the unlabeled images seen in the same steps.
+        'auto_ignore_ms_p32': {'bindings': _IGNORE + (
+            'pseudo_label.scales = (0.75, 1.0, 1.25)',
+            'build_self_training_dataset.pseudo_batch_size = 32')},
         # The paper's hard boxes with a = 2 (more weight on pseudo labels).
         'auto_ignore_a2': {'bindings': _IGNORE + (
             'student/normalized.pseudo_weight = 2.0',)},
