@@ -73,8 +73,9 @@ _MT_GIN = 'gin/demo/digitscenes_detection_mean_teacher.gin'
 
 def _batch(data_dir: str, batch_size: int):
   """One training batch (uint8 images, labels) from our pipeline."""
-  digitscenes.ensure_digitscenes(data_dir, num_labeled=_NUM_IMAGES.value,
-                                 num_val=500)
+  if not digitscenes.is_complete(data_dir):  # Any finished copy will do.
+    digitscenes.ensure_digitscenes(data_dir, num_labeled=_NUM_IMAGES.value,
+                                   num_val=500)
   from st_tf.data import pipeline  # pylint: disable=g-import-not-at-top
   dataset = pipeline.build_dataset(
       file_pattern=f'{data_dir}/labeled-*',
@@ -128,8 +129,9 @@ def _mean_teacher_sides(data_dir: str, batch_size: int):
     raise app.UsageError(f'--batch_size={batch_size}: give an even number '
                          '>= 2 (half human, half unlabeled).')
   n = _NUM_IMAGES.value
-  digitscenes.ensure_digitscenes(data_dir, num_labeled=n, num_unlabeled=n,
-                                 num_val=50)
+  if not digitscenes.is_complete(data_dir):  # Any finished copy will do.
+    digitscenes.ensure_digitscenes(data_dir, num_labeled=n, num_unlabeled=n,
+                                   num_val=50)
   st_main.parse_config([_MT_GIN], [
       f"LABELED_PATTERN = '{data_dir}/labeled-*'",
       f"UNLABELED_PATTERN = '{data_dir}/unlabeled-*'",

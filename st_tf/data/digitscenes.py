@@ -374,6 +374,31 @@ def is_complete(output_dir: str, *, num_labeled: Optional[int] = None,
 
 
 @gin.configurable
+def _refuse_other_copy(output_dir: str, layout: str, seed: int,
+                       sizes: Mapping[str, int]) -> None:
+  """Raises if `output_dir` holds a finished DigitScenes of another spec.
+
+  Regenerating there would overwrite records other runs read (a v1 copy
+  written into a v2 folder, say). A folder without metadata, or whose copy
+  is unfinished (a crash), may be (re)generated.
+  """
+  try:
+    meta = load_metadata(output_dir)
+  except (FileNotFoundError, ValueError):
+    return
+  if not is_complete(output_dir):
+    return
+  stored = {'layout': meta.get('layout', 'v1'), 'seed': meta.get('seed'),
+            'sizes': {k: v.get('num_examples')
+                      for k, v in meta.get('splits', {}).items()}}
+  wanted = {'layout': layout, 'seed': seed, 'sizes': dict(sizes)}
+  raise ValueError(
+      f'{os.path.join(output_dir, METADATA_FILE)} holds another DigitScenes '
+      f'({stored}) than asked ({wanted}); regenerating would overwrite it. '
+      'Fix: give another output_dir, ask for the stored layout and sizes, '
+      'or delete the folder.')
+
+
 def ensure_digitscenes(output_dir: str = gin.REQUIRED,
                        num_labeled: Optional[int] = None,
                        num_unlabeled: Optional[int] = None,
@@ -395,6 +420,7 @@ def ensure_digitscenes(output_dir: str = gin.REQUIRED,
                      num_labeled=sizes['labeled'],
                      num_unlabeled=sizes['unlabeled'], num_val=sizes['val'],
                      num_test=sizes.get('test')):
+    _refuse_other_copy(output_dir, layout, seed, sizes)
     print(f'DigitScenes (layout {layout}) not found in {output_dir}: '
           'generating it.')
     generate(output_dir, seed=seed, layout=layout, **{

@@ -233,3 +233,26 @@ def test_layout_v2_generates_test_split(tmp_path):
   assert image.shape == (128, 128, 3) and len(pool.labels) == 900
   with pytest.raises(ValueError, match="layout 'v1' has no split 'test'"):
     digitscenes.generate(out, num_test=1)
+
+
+def test_ensure_refuses_to_overwrite_another_finished_copy(tmp_path):
+  # A v1 request on a folder holding a finished copy of other sizes must not
+  # regenerate over it (other runs read those records); the same request is
+  # a no-op, and an unfinished copy is regenerated.
+  out = str(tmp_path / 'ds')
+  digitscenes.generate(out, num_labeled=3, num_unlabeled=2, num_val=1)
+  shard = os.path.join(out, digitscenes.load_metadata(out)['splits'][
+      'labeled']['files'][0])
+  mtime = os.stat(shard).st_mtime_ns
+  with pytest.raises(ValueError, match='another DigitScenes.*another '
+                     'output_dir'):
+    digitscenes.ensure_digitscenes(out, num_labeled=4, num_unlabeled=2,
+                                   num_val=1)
+  assert os.stat(shard).st_mtime_ns == mtime
+  digitscenes.ensure_digitscenes(out, num_labeled=3, num_unlabeled=2,
+                                 num_val=1)
+  assert os.stat(shard).st_mtime_ns == mtime
+  os.remove(shard)
+  digitscenes.ensure_digitscenes(out, num_labeled=4, num_unlabeled=2,
+                                 num_val=1)
+  assert digitscenes.is_complete(out, num_labeled=4)
