@@ -373,7 +373,6 @@ def is_complete(output_dir: str, *, num_labeled: Optional[int] = None,
   return True
 
 
-@gin.configurable
 def _refuse_other_copy(output_dir: str, layout: str, seed: int,
                        sizes: Mapping[str, int]) -> None:
   """Raises if `output_dir` holds a finished DigitScenes of another spec.
@@ -399,6 +398,7 @@ def _refuse_other_copy(output_dir: str, layout: str, seed: int,
       'or delete the folder.')
 
 
+@gin.configurable
 def ensure_digitscenes(output_dir: str = gin.REQUIRED,
                        num_labeled: Optional[int] = None,
                        num_unlabeled: Optional[int] = None,
