@@ -56,7 +56,6 @@ BOX_XMAX = _BOX.xmax
 CLASS_LABEL = _BOX.label                  # 'image/object/class/label'
 AREA = _INSTANCE_MASK.area                # 'image/object/area'
 IS_CROWD = 'image/object/is_crowd'
-INSTANCE_MASK = _INSTANCE_MASK.mask       # 'image/object/mask'
 # Semantic segmentation key (Model Garden's).
 SEGMENTATION_MASK = _SEMANTIC.mask        # 'image/segmentation/class/encoded'
 SEGMENTATION_MASK_FORMAT = _SEMANTIC.mask_format
@@ -75,17 +74,6 @@ def image_features() -> dict:
       IMAGE_SOURCE_ID: tf.io.FixedLenFeature((), tf.string, ''),
       TEACHER_ID: tf.io.FixedLenFeature((), tf.string, ''),
   }
-
-
-def detection_features() -> dict:
-  """Parse spec for detection records (human or pseudo)."""
-  spec = image_features()
-  for key in (BOX_YMIN, BOX_XMIN, BOX_YMAX, BOX_XMAX, AREA, SCORE,
-              LEGACY_SCORE):
-    spec[key] = tf.io.VarLenFeature(tf.float32)
-  spec[CLASS_LABEL] = tf.io.VarLenFeature(tf.int64)
-  spec[IS_CROWD] = tf.io.VarLenFeature(tf.int64)
-  return spec
 
 
 def segmentation_features() -> dict:

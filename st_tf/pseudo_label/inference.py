@@ -10,7 +10,7 @@ no on-device intermediate handed back to Python): the runner's default.
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, Optional, Sequence
+from typing import Any, Dict, Optional, Sequence
 
 import numpy as np
 import tensorflow as tf
@@ -142,7 +142,3 @@ class InferenceStages:
     args, n = self._inputs(images, image_info)
     return self._to_numpy(self._fused(*args), n)
 
-
-def make_infer_fn(*args, **kwargs) -> Callable[..., Dict[str, np.ndarray]]:
-  """`infer(images, image_info)` -> numpy outputs (`InferenceStages`)."""
-  return InferenceStages(*args, **kwargs)

@@ -21,8 +21,7 @@ manifest; a rerun skips finished shards.
 Throughput: one tf.data pipeline over all the job's unfinished units
 (`inputs.job_dataset`) feeds the teacher network and NMS + box selection
 (`detection.select_in_graph`, in TensorFlow; padded tensors + counts), run
-as ONE `tf.function` per batch on the main thread (`inference`;
-`overlap_post` instead runs NMS + selection on the writer thread). A
+as ONE `tf.function` per batch on the main thread (`inference`). A
 `BackgroundWorker` thread does the host work (records built from the input
 record, `records.py`; writing; quality rows; gallery) while the next batch
 is inferred.
@@ -62,16 +61,6 @@ from st_tf.pseudo_label import teacher as teacher_lib
 from st_tf.pseudo_label import writer as writer_lib
 from st_tf.training import strategy as strategy_lib
 
-# Public names of the modules this one was split into.
-WorkUnit = inputs.WorkUnit
-count_records = inputs.count_records
-work_units = inputs.work_units
-job_dataset = inputs.job_dataset
-unit_dataset = inputs.unit_dataset
-InferenceStages = inference.InferenceStages
-make_infer_fn = inference.make_infer_fn
-
-
 def has_ground_truth(path: str, task: str) -> bool:
   """Whether the first record of `path` holds labels for `task`."""
   for raw in tf.data.TFRecordDataset(path).take(1):
@@ -104,16 +93,10 @@ def resolve_quality(quality: Union[str, bool], path: str, task: str) -> bool:
 
 
 class _Result:
-  """One batch's outputs: numpy `outputs`, or the on-device network outputs
-  until `compute` (run on the writer thread with `overlap_post`)."""
+  """One batch's numpy `outputs`."""
 
-  def __init__(self, network_outputs: Any = None,
-               outputs: Optional[Dict[str, np.ndarray]] = None):
-    self.network_outputs = network_outputs
+  def __init__(self, outputs: Dict[str, np.ndarray]):
     self.outputs = outputs
-
-  def compute(self, post: Callable[[Any], Dict[str, np.ndarray]]) -> None:
-    self.outputs, self.network_outputs = post(self.network_outputs), None
 
   def label(self, labeler, shard, rows: slice, image_info: np.ndarray,
             records: np.ndarray, source_ids: np.ndarray) -> None:
@@ -127,7 +110,7 @@ class _ShardSequence:
   as a later unit shows up, after the background worker wrote its rows."""
 
   def __init__(self, folder: writer_lib.OutputFolder,
-               units: Sequence[WorkUnit], names: Sequence[str],
+               units: Sequence[inputs.WorkUnit], names: Sequence[str],
                worker: background.BackgroundWorker,
                labeler, on_event: Optional[Callable[[str, str], None]]):
     self.folder, self.units, self.worker = folder, units, worker
@@ -179,7 +162,7 @@ class _ShardSequence:
 def _auto_thresholds(output_dir: str, auto: auto_lib.AutoThreshold,
                      teacher: teacher_lib.Teacher,
                      strategy: tf.distribute.Strategy,
-                     units: Sequence[WorkUnit], batch_size: int,
+                     units: Sequence[inputs.WorkUnit], batch_size: int,
                      limits: detection.BoxSelection, nms: Mapping[str, Any],
                      with_band: bool, skip_corrupt: bool = False
                      ) -> Dict[str, Any]:
@@ -205,9 +188,10 @@ def _auto_thresholds(output_dir: str, auto: auto_lib.AutoThreshold,
   probe_selection = detection.BoxSelection(auto.floor, None,
                                            limits.min_box_size,
                                            limits.max_boxes)
-  infer = InferenceStages(teacher, strategy, batch_size, generator, flip,
-                          nms['nms_iou_threshold'], limits.max_boxes,
-                          selection=probe_selection, scales=scales)
+  infer = inference.InferenceStages(
+      teacher, strategy, batch_size, generator, flip,
+      nms['nms_iou_threshold'], limits.max_boxes, selection=probe_selection,
+      scales=scales)
   scores = auto_lib.probe(
       infer, inputs.batches(units, teacher.input_size, batch_size,
                             skip_corrupt, teacher.input_pad_value),
@@ -230,9 +214,10 @@ def _check_args(shard_index, num_shards, batch_size, thresholds) -> None:
 
 
 def _pending_shards(folder: writer_lib.OutputFolder,
-                    units: Sequence[WorkUnit], paths: Sequence[str],
+                    units: Sequence[inputs.WorkUnit], paths: Sequence[str],
                     with_quality: bool, task: str, output_dir: str
-                    ) -> Tuple[List[WorkUnit], List[str], Dict[str, list]]:
+                    ) -> Tuple[List[inputs.WorkUnit], List[str],
+                               Dict[str, list]]:
   """(units still to label, their shard names, the segmentation quality
   counts of the finished shards) of a (resumed) job."""
   seg_counts: Dict[str, list] = {}
@@ -305,7 +290,6 @@ def pseudo_label(
                     tf.distribute.Strategy] = strategy_lib.get_strategy,
     model_dir: Optional[str] = None,
     max_pending_batches: int = 4,
-    overlap_post: bool = False,
     quality: Union[str, bool] = 'auto',
     skip_corrupt: bool = False,
     on_event: Optional[Callable[[str, str], None]] = None,
@@ -360,10 +344,6 @@ def pseudo_label(
     model_dir: alias of `output_dir` (set by `--model_dir`).
     max_pending_batches: batches inferred ahead of the background writer
       (bounds memory).
-    overlap_post: run NMS + box selection on the writer thread, overlapping
-      the next batch's network, instead of on the main thread right after
-      it. Off by default: on a 2-core CPU the two threads contend for the
-      same intra-op thread pool (~15% more CPU per image, measured).
     quality: score the pseudo labels against the input records' ground
       truth: 'auto' (when the first input record holds ground truth), True
       (required: ValueError without ground truth) or False (skip; faster).
@@ -394,11 +374,11 @@ def pseudo_label(
   # One spelling of each file (relative / absolute), so resume compares them.
   paths = sorted(paths_lib.normalize(p)
                  for p in files_lib.match_files(input_pattern))
-  counts = [count_records(p, skip_corrupt) for p in paths]
+  counts = [inputs.count_records(p, skip_corrupt) for p in paths]
   if not sum(counts):
     raise ValueError(f'the unlabeled set {input_pattern!r} is empty: its '
                      f'{len(paths)} files hold no record')
-  units = work_units(paths, counts, shard_index, num_shards)
+  units = inputs.work_units(paths, counts, shard_index, num_shards)
 
   strategy = strategy() if callable(strategy) else strategy
   with strategy.scope():
@@ -412,7 +392,8 @@ def pseudo_label(
   chosen = None
   if any(is_auto.values()) and teacher.task == 'detection':
     chosen = _auto_thresholds(
-        output_dir, auto, teacher, strategy, work_units(paths, counts, 0, 1),
+        output_dir, auto, teacher, strategy,
+        inputs.work_units(paths, counts, 0, 1),
         batch_size, detection.BoxSelection(
             0.5, None, min_box_size, max_boxes),
         {'nms_iou_threshold': nms_iou_threshold,
@@ -461,10 +442,10 @@ def pseudo_label(
       lowest, max_num_detections=max_boxes,
       nms_iou_threshold=nms_iou_threshold, pre_nms_top_k=pre_nms_top_k,
       nms_version=nms_version)
-  infer = InferenceStages(teacher, strategy, batch_size, generator, flip_tta,
-                          nms_iou_threshold, max_boxes, num_classes,
-                          selection=selection,
-                          quality_threshold=quality_threshold, scales=scales)
+  infer = inference.InferenceStages(
+      teacher, strategy, batch_size, generator, flip_tta, nms_iou_threshold,
+      max_boxes, num_classes, selection=selection,
+      quality_threshold=quality_threshold, scales=scales)
   names = (metadata_lib.normalize_names(category_names,
                                         'pseudo_label.category_names') or
            metadata_lib.configured_category_names() or
@@ -497,11 +478,8 @@ def pseudo_label(
     try:
       for batch in inputs.batches(pending, teacher.input_size, batch_size,
                                   skip_corrupt, teacher.input_pad_value):
-        if overlap_post:
-          result = _Result(infer.network(batch['image'], batch['image_info']))
-          worker.submit(result.compute, infer.post)
-        else:  # Network + NMS + selection in one tf.function.
-          result = _Result(outputs=infer(batch['image'], batch['image_info']))
+        # Network + NMS + selection in one tf.function.
+        result = _Result(infer(batch['image'], batch['image_info']))
         info = batch['image_info'].numpy()
         records = batch['record'].numpy()
         source_ids = batch['source_id'].numpy()

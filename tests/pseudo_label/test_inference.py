@@ -1,5 +1,4 @@
-"""The fused inference call == the two overlappable stages, bit for bit;
-the runner writes the same records with either."""
+"""The fused inference call == the two overlappable stages, bit for bit."""
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -8,8 +7,6 @@ from st_tf.data import digitscenes
 from st_tf.pseudo_label import detection
 from st_tf.pseudo_label import inference
 from st_tf.pseudo_label import teacher as teacher_lib
-from st_tf.pseudo_label import writer
-from tests.pseudo_label import test_runner
 from tests.pseudo_label import tiny
 
 
@@ -41,16 +38,3 @@ def test_fused_call_equals_network_then_post(tmp_path, task):
   if task == 'detection':
     assert fused['num_kept'].sum() + fused['valid'].sum() > 0
 
-
-def test_runner_overlap_post_writes_the_same_records(
-    tmp_path, unlabeled, detection_teacher_dir):
-  one_file = sorted(tf.io.gfile.glob(unlabeled))[0]
-  written = {}
-  for overlap in (False, True):
-    out = str(tmp_path / f'overlap_{overlap}')
-    manifest = test_runner._run(  # pylint: disable=protected-access
-        out, one_file, detection_teacher_dir, gallery_size=0,
-        quality=False, overlap_post=overlap)
-    assert manifest['complete']
-    written[overlap] = tiny.read_records(writer.file_pattern(out))
-  assert written[True] == written[False] and written[True]

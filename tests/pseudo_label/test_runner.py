@@ -12,6 +12,7 @@ import tensorflow as tf
 from st_tf.data import decoders
 from st_tf.data import schema
 from st_tf.pseudo_label import gallery as gallery_lib
+from st_tf.pseudo_label import inputs as inputs_lib
 from st_tf.pseudo_label import runner
 from st_tf.pseudo_label import segmentation
 from st_tf.pseudo_label import teacher as teacher_lib
@@ -125,8 +126,8 @@ def test_job_array_splits_records_of_a_file(
 
 def test_work_units_deal_files_then_records():
   paths, counts = ['a', 'b', 'c'], [5, 4, 3]
-  assert runner.work_units(paths, counts, 1, 2) == [('b', 0, 1, 4)]
-  units = [runner.work_units(paths, counts, j, 4) for j in range(4)]
+  assert inputs_lib.work_units(paths, counts, 1, 2) == [('b', 0, 1, 4)]
+  units = [inputs_lib.work_units(paths, counts, j, 4) for j in range(4)]
   for p, n in zip(paths, counts):
     assert sum(u[3] for job in units for u in job if u[0] == p) == n
 
