@@ -40,6 +40,7 @@ from absl import flags
 
 from scripts import bench_tables  # pylint: disable=g-import-not-at-top
 from scripts.bench_recipes import RECIPES, TASKS
+from st_tf import atomic_io
 
 _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -78,9 +79,7 @@ def _run(cmd: List[str], model_dir: str) -> Optional[dict]:
         raise SystemExit(f'{model_dir} was run with another command (see '
                          f'{command_file}): use a new --output_dir')
   else:
-    with open(command_file + '.tmp', 'w') as f:
-      json.dump(cmd[1:], f, indent=1)
-    os.replace(command_file + '.tmp', command_file)
+    atomic_io.write_json(command_file, cmd[1:], indent=1)
   print('$', ' '.join(cmd), flush=True)
   start = time.time()
   with open(os.path.join(model_dir, 'log.txt'), 'a') as log:

@@ -11,6 +11,8 @@ import math
 import os
 from typing import Any, Dict, Optional, Sequence
 
+from st_tf import atomic_io
+
 Runs = Dict[int, Dict[str, Optional[dict]]]
 
 
@@ -198,13 +200,10 @@ def write(out_dir: str, results: Dict[str, Any], task: dict) -> str:
   """results.json, table.md and bench.png in `out_dir`; returns the table."""
   del task
   os.makedirs(out_dir, exist_ok=True)
-  with open(os.path.join(out_dir, 'results.json.tmp'), 'w') as f:
-    json.dump(results, f, indent=1, sort_keys=True, default=str)
-  os.replace(os.path.join(out_dir, 'results.json.tmp'),
-             os.path.join(out_dir, 'results.json'))
+  atomic_io.write_text(os.path.join(out_dir, 'results.json'), json.dumps(
+      results, indent=1, sort_keys=True, default=str))
   markdown = to_markdown(results)
-  with open(os.path.join(out_dir, 'table.md'), 'w') as f:
-    f.write(markdown)
+  atomic_io.write_text(os.path.join(out_dir, 'table.md'), markdown)
   plot(results, os.path.join(out_dir, 'bench.png'))
   return markdown
 

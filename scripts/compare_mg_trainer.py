@@ -29,6 +29,9 @@ from absl import flags
 
 from mg_reference import mg_config  # same folder
 
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from st_tf import atomic_io  # pylint: disable=g-import-not-at-top
+
 _OUTPUT_DIR = flags.DEFINE_string('output_dir', 'runs/compare_mg',
                                   'Where both runs and the report go.')
 _DATA_DIR = flags.DEFINE_string('data_dir', 'data/digitscenes',
@@ -95,8 +98,7 @@ def main(argv):
                   f'--config_file={cfg_path}'], mg_log)
   report['model_garden'] = {'AP': _mg_ap(mg_log), 'train_and_eval_wall_s':
                             wall_mg}
-  with open(os.path.join(out, 'report.json'), 'w') as f:
-    json.dump(report, f, indent=2)
+  atomic_io.write_json(os.path.join(out, 'report.json'), report, indent=2)
   print(json.dumps(report, indent=2))
   if 'st_tf' in report:
     print(f"val AP: st_tf {report['st_tf']['AP']:.4f} vs Model Garden "

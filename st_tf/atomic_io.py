@@ -1,9 +1,11 @@
 """Atomic, durable writes and torn-file-aware reads on any tf.io.gfile path.
 
 The package's one writer of small files (JSON state, manifests, metrics,
-markers). `write_text` writes `<path>.tmp<pid>`, makes it durable and renames it
-over `path`, so a crash leaves the previous file (or none), never a
-truncated one; the temporary file is removed when the write fails.
+markers, figures). `write_text` (and `write_bytes`) writes
+`<path>.tmp<pid>`, makes it durable and renames it over `path`, so a crash
+leaves the previous file (or none), never a truncated one; the temporary
+file is removed when the write fails. `rename` / `rename_dir` publish a
+file / folder written elsewhere under its final name.
 
 * Local paths: the data is fsynced before the rename and the directory
   after it (a power cut cannot leave an empty file under the final name).
@@ -76,17 +78,40 @@ def _remove_quietly(path: str) -> None:
     pass  # The original error matters more.
 
 
-def write_text(path: str, text: str) -> None:
-  """Writes `text` to `path` atomically and durably (module docstring)."""
+def rename_dir(src: str, dst: str) -> None:
+  """Renames the folder `src` to `dst` (which must not hold files).
+
+  Local: one rename(2), then the parent folder is fsynced (the caller makes
+  the files inside durable, e.g. with `sync`). URLs: `tf.io.gfile.rename`
+  (object stores copy object by object: not atomic there).
+  """
+  if is_local(src):
+    os.replace(src, dst)
+    fsync_dir(os.path.dirname(dst.rstrip('/')))
+  else:
+    tf.io.gfile.rename(src, dst)
+
+
+def _write(path: str, data, mode: str) -> None:
   # Per process: concurrent writers of one file cannot clash (last wins).
   tmp = f'{path}{TMP_SUFFIX}{os.getpid()}'
   try:
-    with tf.io.gfile.GFile(tmp, 'w') as f:
-      f.write(text)
+    with tf.io.gfile.GFile(tmp, mode) as f:
+      f.write(data)
     rename(tmp, path)
   except BaseException:
     _remove_quietly(tmp)
     raise
+
+
+def write_text(path: str, text: str) -> None:
+  """Writes `text` to `path` atomically and durably (module docstring)."""
+  _write(path, text, 'w')
+
+
+def write_bytes(path: str, data: bytes) -> None:
+  """Writes `data` (e.g. an encoded image) like `write_text`."""
+  _write(path, data, 'wb')
 
 
 def write_json(path: str, data: Any, indent: Optional[int] = None,

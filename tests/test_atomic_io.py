@@ -69,3 +69,27 @@ def test_torn_json_names_the_file_and_the_fix(tmp_path):
     f.write('{"a": [1, 2')
   with pytest.raises(atomic_io.TornFileError, match='state.json is torn.*Delete'):
     atomic_io.read_json(path)
+
+
+def test_write_bytes_replaces_atomically_and_leaves_no_temp(tmp_path):
+  path = str(tmp_path / 'plot.png')
+  atomic_io.write_bytes(path, b'\x89PNG old')
+  atomic_io.write_bytes(path, b'\x89PNG\x00new')
+  with open(path, 'rb') as f:
+    assert f.read() == b'\x89PNG\x00new'
+  assert os.listdir(tmp_path) == ['plot.png']
+
+
+def test_rename_dir_publishes_the_folder_and_fsyncs_its_parent(
+    tmp_path, monkeypatch):
+  src, dst = tmp_path / 'out.tmp', tmp_path / 'out'
+  src.mkdir()
+  (src / 'a.txt').write_text('a')
+  synced = []
+  fsync_dir = atomic_io.fsync_dir
+  monkeypatch.setattr(atomic_io, 'fsync_dir',
+                      lambda d: synced.append(d) or fsync_dir(d))
+  atomic_io.rename_dir(str(src), str(dst))
+  assert sorted(os.listdir(tmp_path)) == ['out']
+  assert (dst / 'a.txt').read_text() == 'a'
+  assert synced == [str(tmp_path)]

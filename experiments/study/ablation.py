@@ -26,6 +26,7 @@ from experiments.study import cells as cells_lib
 from experiments.study import commands
 from experiments.study import files
 from experiments.study import stability
+from st_tf import atomic_io
 from st_tf.training import loss_log
 
 COMBINERS = ('normalized', 'weighted')
@@ -144,7 +145,7 @@ def reuse_teacher_outputs(settings: commands.Settings,
     path = os.path.join(src_pl, name)
     if os.path.isfile(path):
       _link_or_copy(path, os.path.join(tmp, name))
-  os.replace(tmp, dst_pl)
+  atomic_io.rename_dir(tmp, dst_pl)
   reused['pseudo_labels'] = True
   return reused
 

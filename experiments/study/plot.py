@@ -7,6 +7,7 @@ Missing cells leave gaps. Matplotlib with the Agg backend (no display).
 """
 from __future__ import annotations
 
+import io
 import os
 from typing import Any, Dict, Sequence
 
@@ -16,6 +17,7 @@ import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
 
 from experiments.study import cells as cells_lib
 from experiments.study import tables as tables_lib
+from st_tf import atomic_io
 
 _LINES = (('rand', 'supervised', 'Rand Init', 'tab:blue', '--'),
           ('pretrained', 'supervised', 'Pre-trained', 'tab:orange', '--'),
@@ -67,9 +69,9 @@ def plot_ap_vs_fraction(results: Sequence[Dict[str, Any]], path: str) -> None:
       ax.text(0.5, 0.5, 'no completed cell yet', ha='center', va='center',
               transform=ax.transAxes)
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = f'{path}.tmp{os.getpid()}'
     fig.tight_layout()
-    fig.savefig(tmp, format='png')
-    os.replace(tmp, path)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format='png')
+    atomic_io.write_bytes(path, buffer.getvalue())
   finally:
     plt.close(fig)

@@ -15,6 +15,7 @@ from typing import List
 
 import tensorflow as tf
 
+from st_tf import atomic_io
 from st_tf.data import files as files_lib
 
 
@@ -73,7 +74,7 @@ def write_subset(file_pattern: str, num: int, out_path: str) -> bool:
   with tf.io.TFRecordWriter(tmp) as writer:
     for raw in records:
       writer.write(raw)
-  tf.io.gfile.rename(tmp, out_path, overwrite=True)
+  atomic_io.rename(tmp, out_path)
   return True
 
 

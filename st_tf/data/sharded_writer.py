@@ -21,6 +21,8 @@ from absl import logging
 import tensorflow as tf
 import tqdm
 
+from st_tf import atomic_io
+
 
 _MIN_ITEMS_PER_WORKER = 2000
 
@@ -57,7 +59,7 @@ def _write_one_shard(path: str, items: Sequence, make_example: Callable,
         written += 1
       if progress_queue is not None:
         progress_queue.put(1)
-  tf.io.gfile.rename(tmp_path, path, overwrite=True)
+  atomic_io.rename(tmp_path, path)
   return written, skipped, reasons
 
 

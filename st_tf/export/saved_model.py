@@ -243,8 +243,7 @@ def export_saved_model(model: tf_keras.Model, export_dir: str, *,
                          indent=1)
   _write_file_list(tmp_dir)
   if local:
-    tf.io.gfile.rename(tmp_dir, export_dir)
-    atomic_io.fsync_dir(os.path.dirname(export_dir.rstrip('/')))
+    atomic_io.rename_dir(tmp_dir, export_dir)
   logging.info('Exported %s SavedModel to %s', task, export_dir)
   return export_dir
 

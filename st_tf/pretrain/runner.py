@@ -96,7 +96,7 @@ def save_backbone(backbone: tf_keras.Model, model_dir: str) -> str:
   tf.train.Checkpoint(backbone=backbone).save(os.path.join(tmp, 'ckpt'))
   if tf.io.gfile.exists(final):
     tf.io.gfile.rmtree(final)
-  tf.io.gfile.rename(tmp, final)
+  atomic_io.rename_dir(tmp, final)
   return tf.train.latest_checkpoint(final)
 
 

@@ -33,6 +33,7 @@ from typing import Dict, List, Optional
 import tensorflow as tf
 import tf_keras
 
+from st_tf import atomic_io
 from st_tf.training import optimizer as optimizer_lib
 
 FILE_NAME = 'train_log.csv'
@@ -93,13 +94,11 @@ class LossLogCallback(tf_keras.callbacks.Callback):
   def _truncate(self, start: int) -> None:
     """Keeps only rows with step <= start (atomic rewrite)."""
     rows = [r for r in read_log(self._path) if r['step'] <= start]
-    tmp = self._path + '.tmp'
-    with tf.io.gfile.GFile(tmp, 'w') as f:
-      f.write(','.join(COLUMNS) + '\n')
-      for row in rows:
-        f.write(','.join([str(row['step'])] + [
-            _format(row.get(k)) for k in COLUMNS[1:]]) + '\n')
-    tf.io.gfile.rename(tmp, self._path, overwrite=True)
+    lines = [','.join(COLUMNS)] + [
+        ','.join([str(row['step'])] + [_format(row.get(k))
+                                       for k in COLUMNS[1:]])
+        for row in rows]
+    atomic_io.write_text(self._path, ''.join(line + '\n' for line in lines))
 
   def on_train_begin(self, logs=None) -> None:
     start = self._step()
