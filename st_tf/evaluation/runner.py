@@ -27,10 +27,10 @@ import tensorflow as tf
 import tf_keras
 
 from st_tf import atomic_io
-from st_tf.evaluation import checkpoints
 # Imported so that `@evaluate_detection` / `@evaluate_segmentation` resolve.
 from st_tf.evaluation import coco  # pylint: disable=unused-import
 from st_tf.evaluation import segmentation  # pylint: disable=unused-import
+from st_tf.training import checkpoints
 
 METRICS_FILE = 'eval_metrics.json'
 EVAL_SUBDIR = 'eval'

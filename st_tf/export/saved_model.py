@@ -49,7 +49,7 @@ from official.vision.ops import preprocess_ops
 
 from st_tf import atomic_io
 from st_tf.data import metadata
-from st_tf.evaluation import checkpoints
+from st_tf.training import checkpoints
 
 # Written last into an export: {relative path: bytes} of every file in it.
 FILE_LIST = 'st_tf_export_files.json'

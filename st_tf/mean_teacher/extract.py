@@ -15,7 +15,7 @@ from typing import Callable
 import tensorflow as tf
 import tf_keras
 
-from st_tf.evaluation import checkpoints
+from st_tf.training import checkpoints
 
 
 def _build(model: tf_keras.Model) -> None:

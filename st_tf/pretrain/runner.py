@@ -43,9 +43,9 @@ from st_tf import atomic_io
 from st_tf.data import digitscenes_classification as dsc
 from st_tf.data import files
 from st_tf.data import pipeline
-from st_tf.evaluation import checkpoints
 from st_tf.pretrain import inputs
 from st_tf.pretrain import model as model_lib
+from st_tf.training import checkpoints
 from st_tf.training import init as init_lib
 from st_tf.training import trainer
 

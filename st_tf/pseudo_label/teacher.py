@@ -39,11 +39,11 @@ from official.vision.modeling import retinanet_model
 from official.vision.modeling import segmentation_model
 from official.vision.ops import preprocess_ops
 
-from st_tf.evaluation import checkpoints
 from st_tf.export import saved_model
 from st_tf.pseudo_label import detection
 from st_tf.pseudo_label import multiscale
 from st_tf.pseudo_label import segmentation
+from st_tf.training import checkpoints
 
 # Model Garden network class -> task.
 NETWORK_TASKS = {

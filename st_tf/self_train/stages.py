@@ -26,10 +26,10 @@ import tensorflow as tf
 import tf_keras
 
 from st_tf import atomic_io
-from st_tf.evaluation import checkpoints
 from st_tf.evaluation import runner as eval_runner
 from st_tf.export import saved_model
 from st_tf.pseudo_label import writer as writer_lib
+from st_tf.training import checkpoints
 
 STATE_FILE = 'stages.json'
 TRAIN_DONE_FILE = 'train_done.json'

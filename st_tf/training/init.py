@@ -25,7 +25,7 @@ import gin
 import tensorflow as tf
 import tf_keras
 
-from st_tf.evaluation import checkpoints
+from st_tf.training import checkpoints
 
 InitFn = Callable[[tf_keras.Model, Optional[str]], None]
 
@@ -105,7 +105,7 @@ def _full(model: tf_keras.Model, checkpoint: Optional[str]) -> None:
   loss averages. Other models are restored partially, optimizer excluded.
   """
   path = resolve_checkpoint(checkpoint)
-  # (Not tf.train.load_checkpoint: see evaluation/checkpoints.checkpoint_step.)
+  # (Not tf.train.load_checkpoint: see training/checkpoints.checkpoint_step.)
   keys = tf.compat.v1.train.NewCheckpointReader(
       path).get_variable_to_shape_map()
   if not any(k.startswith('model/') for k in keys):

@@ -8,9 +8,9 @@ import pytest
 import tensorflow as tf
 import tf_keras
 
-from st_tf.evaluation import checkpoints
 from st_tf.evaluation import runner
 from st_tf.evaluation import segmentation
+from st_tf.training import checkpoints
 from tests.evaluation import tiny_models
 
 

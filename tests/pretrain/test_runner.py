@@ -8,7 +8,6 @@ import pytest
 
 from st_tf import main
 from st_tf.data import digitscenes_classification as dsc
-from st_tf.evaluation import checkpoints
 from st_tf.losses import self_training
 from st_tf.model import SelfTrainingModel
 from st_tf.modeling import backbones
@@ -16,6 +15,7 @@ from st_tf.modeling import detection
 from st_tf.pretrain import inputs
 from st_tf.pretrain import model as model_lib
 from st_tf.pretrain import runner
+from st_tf.training import checkpoints
 from st_tf.training import init as init_lib
 
 _ROOT = os.path.dirname(os.path.dirname(os.path.dirname(

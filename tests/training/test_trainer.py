@@ -8,7 +8,7 @@ import pytest
 import tensorflow as tf
 import tf_keras
 
-from st_tf.evaluation import checkpoints
+from st_tf.training import checkpoints
 from st_tf.training import trainer
 from tests.training import tiny
 

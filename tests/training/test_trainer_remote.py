@@ -3,7 +3,7 @@ import numpy as np
 import tensorflow as tf
 import tf_keras
 
-from st_tf.evaluation import checkpoints
+from st_tf.training import checkpoints
 from st_tf.training import init as init_lib
 from st_tf.training import trainer
 from tests import ram
