@@ -12,6 +12,12 @@ offset is 0 in eval, and the clip only trims boxes spilling into padding.)
 Ground truth comes from a COCO annotation JSON when one is given (DigitScenes
 writes one per split; image ids = the records' integer `source_id`), else from
 the `groundtruths` dict the Model Garden eval parser puts in the labels.
+
+Per class: `evaluate_detection` also returns ``'AP/<category id>'``, each
+category's COCO AP@[.5:.95] (in [0, 1]; all areas, at most
+`max_num_eval_detections` detections per image), read from the same
+pycocotools run's ``eval['precision']`` (`per_category_ap`). Categories
+without a ground-truth box in the evaluated images have no entry.
 """
 from __future__ import annotations
 
@@ -32,6 +38,8 @@ DETECTION_KEYS = ('detection_boxes', 'detection_scores', 'detection_classes',
 # Class id given to padded detections (k >= num_detections): no COCO category
 # has it, so COCOeval never matches or counts them.
 _INVALID_CLASS = -1
+# Key prefix of the per-category APs: 'AP/<category id>'.
+PER_CLASS_PREFIX = 'AP/'
 
 
 def boxes_to_original_pixels(boxes: np.ndarray,
@@ -65,6 +73,38 @@ def _to_numpy(tree: Any) -> Any:
       lambda x: x.numpy() if hasattr(x, 'numpy') else np.asarray(x), tree)
 
 
+def per_category_ap(coco_eval: Any) -> Dict[str, np.float32]:
+  """Per-category COCO AP of an accumulated pycocotools `COCOeval`.
+
+  Averages ``eval['precision']`` ``[T IoUs, R recalls, K categories, A
+  areas, M maxDets]`` over IoUs 0.5:0.95 and recalls for area 'all' and the
+  largest maxDets (as `summarize()` does for 'AP', one category at a time),
+  skipping the -1 entries (no ground truth).
+
+  Returns:
+    {'AP/<category id>': AP in [0, 1]} for every category with ground truth.
+  """
+  precision = coco_eval.eval['precision']
+  area = list(coco_eval.params.areaRngLbl).index('all')
+  out = {}
+  for k, category_id in enumerate(coco_eval.params.catIds):
+    values = precision[:, :, k, area, -1]  # -1: maxDets[2], the largest.
+    values = values[values > -1]
+    if values.size:
+      out[f'{PER_CLASS_PREFIX}{int(category_id)}'] = np.float32(values.mean())
+  return out
+
+
+class _PerCategoryCOCOEvaluator(coco_evaluator.COCOEvaluator):
+  """Model Garden's COCOEvaluator with per-category APs that stock
+  pycocotools gives (MG reads `COCOeval.category_stats`, which only a
+  patched COCOeval has, and returns nothing per category without it)."""
+
+  def _retrieve_per_category_metrics(self, coco_eval, prefix=''):
+    del prefix  # Boxes only: no mask or keypoint eval here.
+    return per_category_ap(coco_eval)
+
+
 class CocoDetectionEvaluator:
   """Accumulates detections and ground truth; computes COCO box metrics.
 
@@ -77,7 +117,14 @@ class CocoDetectionEvaluator:
                annotation_file: Optional[str] = None,
                max_num_eval_detections: int = 100,
                per_category_metrics: bool = False):
-    """Args: annotation_file: COCO GT JSON, or None to use label groundtruths."""
+    """Sets up an empty evaluation.
+
+    Args:
+      annotation_file: COCO GT JSON, or None to use label groundtruths.
+      max_num_eval_detections: COCOeval's maxDets[2] (detections per image).
+      per_category_metrics: `result()` also holds 'AP/<category id>'
+        (`per_category_ap`).
+    """
     if annotation_file and not tf.io.gfile.exists(annotation_file):
       raise FileNotFoundError(
           f'COCO annotation file {annotation_file} does not exist')
@@ -87,7 +134,7 @@ class CocoDetectionEvaluator:
     self.reset_states()
 
   def reset_states(self) -> None:
-    self._evaluator = coco_evaluator.COCOEvaluator(
+    self._evaluator = _PerCategoryCOCOEvaluator(
         annotation_file=self._annotation_file,
         include_mask=False,
         need_rescale_bboxes=False,
@@ -156,7 +203,8 @@ class CocoDetectionEvaluator:
     self._num_images += int(boxes.shape[0])
 
   def result(self) -> Dict[str, float]:
-    """COCO metrics ('AP', 'AP50', 'AP75', 'APs', 'APm', 'APl', 'ARmax1', ...)."""
+    """COCO metrics ('AP', 'AP50', 'AP75', 'APs', 'APm', 'APl', 'ARmax1', ...;
+    APs and ARs in [0, 1]) and, with `per_category_metrics`, 'AP/<id>'."""
     if not self._num_images:
       raise ValueError('CocoDetectionEvaluator.result() called before any '
                        'update_state(): the eval dataset was empty')
@@ -199,7 +247,8 @@ def evaluate_detection(model: tf_keras.Model,
                        output_dir: Optional[str] = None,
                        annotation_file: Optional[str] = None,
                        max_num_eval_detections: int = 100,
-                       num_batches: Optional[int] = None) -> Dict[str, float]:
+                       num_batches: Optional[int] = None,
+                       per_category_metrics: bool = True) -> Dict[str, float]:
   """Runs `model` over `dataset` and returns COCO box metrics.
 
   Args:
@@ -212,11 +261,15 @@ def evaluate_detection(model: tf_keras.Model,
     annotation_file: COCO GT JSON; None -> ground truth from the labels.
     max_num_eval_detections: COCOeval's maxDets[2].
     num_batches: stop after this many batches (None: whole dataset).
+    per_category_metrics: also return 'AP/<category id>' (see the module
+      docstring).
 
   Returns:
-    Dict of float metrics: AP, AP50, AP75, APs, APm, APl and ARs.
+    Dict of float metrics in [0, 1]: AP, AP50, AP75, APs, APm, APl, the ARs
+    and the per-category 'AP/<category id>'.
   """
-  evaluator = CocoDetectionEvaluator(annotation_file, max_num_eval_detections)
+  evaluator = CocoDetectionEvaluator(annotation_file, max_num_eval_detections,
+                                     per_category_metrics)
   predict = predict_detections(model)
   for i, (images, labels) in enumerate(dataset):
     if num_batches is not None and i >= num_batches:

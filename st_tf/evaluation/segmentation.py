@@ -18,6 +18,9 @@ from official.vision.evaluation import segmentation_metrics
 
 from st_tf.data import schema
 
+# Key prefix of the per-class IoUs: 'iou/<class id>'.
+PER_CLASS_PREFIX = 'iou/'
+
 
 class SegmentationEvaluator:
   """Accumulates a confusion matrix over batches; reports IoUs."""
@@ -75,13 +78,14 @@ class SegmentationEvaluator:
     self._num_pixels += int(tf.reduce_sum(tf.cast(valid, tf.int64)))
 
   def result(self) -> Dict[str, float]:
-    """Returns {'mean_iou', 'iou/<class id>' for each class, 'num_pixels'}."""
+    """Returns {'mean_iou', 'iou/<class id>' for each class (IoUs in [0, 1]),
+    'num_pixels' (valid label pixels seen)}."""
     if not self._num_pixels:
       raise ValueError('SegmentationEvaluator.result(): no valid (non-255) '
                        'label pixels were seen; is the eval dataset empty?')
     metrics = {'mean_iou': float(self._mean_iou.result())}
     for i, value in enumerate(self._per_class_iou.result().numpy()):
-      metrics[f'iou/{i}'] = float(value)
+      metrics[f'{PER_CLASS_PREFIX}{i}'] = float(value)
     metrics['num_pixels'] = float(self._num_pixels)
     return metrics
 

@@ -51,6 +51,7 @@ from absl import logging
 import gin
 import tensorflow as tf
 
+from st_tf.data import metadata as metadata_lib
 from st_tf.data import pipeline
 from st_tf.export import saved_model
 from st_tf.self_train import models
@@ -233,7 +234,8 @@ def self_train(model_dir: str = gin.REQUIRED,
       `@test/evaluate_detection` with the test annotations).
 
   Returns:
-    The summary (also written to `summary.json`; see `summary.py`).
+    The summary (also written to `summary.json`; see `summary.py`), with
+    per-class values named by gin `category_names`.
   """
   _check_args(num_rounds, teacher_model_dir, teacher_export_dir,
               init_student_from_teacher, baseline)
@@ -241,6 +243,9 @@ def self_train(model_dir: str = gin.REQUIRED,
     raise ValueError('give both self_train.test_dataset and '
                      'self_train.test_metric_fn, or neither')
   student = _student(student, student_dataset)
+  # The class names of the summary's per-class table (gin `category_names`,
+  # the labeled records' metadata in the templates); read before any work.
+  category_names = metadata_lib.configured_category_names()
   test = (TestSplit(test_dataset, test_metric_fn)
           if test_dataset is not None else None)
   log = stages.StageLog(model_dir)
@@ -256,7 +261,8 @@ def self_train(model_dir: str = gin.REQUIRED,
                     if baseline else None)
   result = summary_lib.build(metric, rounds, baseline_entry, log.table(),
                              teacher=summary_lib.model_entry(
-                                 teacher_record, metric))
+                                 teacher_record, metric),
+                             category_names=category_names)
   markdown = summary_lib.write(model_dir, result)
   print(markdown)
   logging.info('self_train summary:\n%s', markdown)

@@ -18,7 +18,18 @@
                 "ema_teacher_minus_baseline",
                 "test_ema_teacher_minus_baseline"]} | null,
    "stages": [{"name": "round_0/teacher/train", "seconds", "status"}, ...],
-   "total_seconds": float}
+   "total_seconds": float,
+   "classes": {"<class id>": "<key>", ...}}
+
+Every model entry (teacher, student, EMA teacher, baseline) also holds
+"per_class": {"<key>": value} (and "test_per_class" with a test split):
+detection: each category's COCO AP@[.5:.95] in [0, 1] (`'AP/<id>'` of
+`eval_metrics.json`, only categories with ground truth), segmentation: each
+class's IoU in [0, 1] (`'iou/<id>'`). The key is the class name (gin
+`category_names`, the labeled records' metadata), the id as text where a
+class has no name (' (id N)' appended where two classes would share one);
+"classes" maps the ids to these keys. `summary.md` shows them as one table
+(classes as rows, models as columns; val only).
 
 Metric values are those of `eval_metrics.json` (COCO AP in [0, 1], mIoU in
 [0, 1]); `value` is on val, `test_value` on the held-out test split (when
@@ -32,9 +43,14 @@ its `pseudo_labels` holds the last training epoch's online means
 from __future__ import annotations
 
 import os
-from typing import Any, Dict, List, Optional
+import collections
+import functools
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Tuple
 
 from st_tf import atomic_io
+from st_tf.data import metadata as metadata_lib
+from st_tf.evaluation import coco
+from st_tf.evaluation import segmentation
 from st_tf.self_train import stages
 
 JSON_FILE = 'summary.json'
@@ -42,6 +58,11 @@ MARKDOWN_FILE = 'summary.md'
 
 # What `labels` counts, per task.
 LABEL_UNITS = {'detection': 'boxes', 'segmentation': 'pixels'}
+# The per-class metric of `eval_metrics.json`, per task: (key prefix, name).
+PER_CLASS = {'detection': (coco.PER_CLASS_PREFIX, 'AP'),
+             'segmentation': (segmentation.PER_CLASS_PREFIX, 'IoU')}
+# The model entries of a round.
+_ROUND_MODELS = ('teacher', 'student', 'ema_teacher')
 
 
 def model_entry(record: Optional[Dict[str, Any]], metric: str
@@ -118,17 +139,82 @@ def baseline_entry(record: Dict[str, Any], metric: str, step: int,
   return entry
 
 
+def class_values(metrics: Optional[Mapping[str, float]], prefix: str
+                 ) -> Dict[int, float]:
+  """{class id: value} of the entries '<prefix><class id>' of `metrics`."""
+  out = {}
+  for key, value in (metrics or {}).items():
+    if key.startswith(prefix) and key[len(prefix):].isdigit():
+      out[int(key[len(prefix):])] = float(value)
+  return out
+
+
+def class_keys(ids: Iterable[int], names: Optional[Mapping[int, str]]
+               ) -> Dict[int, str]:
+  """{class id: key}: its name (`metadata.display_name`: the id as text
+  without one); a key two classes would share gets ' (id N)' appended."""
+  base = {int(i): metadata_lib.display_name(i, names) for i in ids}
+  counts = collections.Counter(base.values())
+  return {i: key if counts[key] == 1 else f'{key} (id {i})'
+          for i, key in sorted(base.items())}
+
+
+def _model_entries(summary: Dict[str, Any]) -> List[Dict[str, Any]]:
+  """Every model entry of the summary (round teachers included)."""
+  entries = [summary['teacher'], summary['baseline']]
+  entries += [r.get(k) for r in summary['rounds'] for k in _ROUND_MODELS]
+  return [e for e in entries if e is not None]
+
+
+def _with_per_class(entry: Optional[Dict[str, Any]], prefix: str,
+                    keys: Dict[int, str]) -> Optional[Dict[str, Any]]:
+  """`entry` + 'per_class' (+ 'test_per_class'): {key: value}."""
+  if entry is None:
+    return None
+  out = dict(entry)
+  for field, metrics in (('per_class', 'metrics'),
+                         ('test_per_class', 'test_metrics')):
+    if metrics in entry:
+      values = class_values(entry[metrics], prefix)
+      out[field] = {keys[i]: v for i, v in sorted(values.items())}
+  return out
+
+
+def add_per_class(summary: Dict[str, Any],
+                  category_names: Optional[Mapping[int, str]]
+                  ) -> Dict[str, Any]:
+  """The summary with 'classes' and every model's 'per_class' (see the
+  module docstring); `category_names`: {class id: name} or None."""
+  prefix = PER_CLASS.get(summary['task'], ('', ''))[0]
+  ids = set()
+  for entry in _model_entries(summary):
+    for metrics in (entry.get('metrics'), entry.get('test_metrics')):
+      ids.update(class_values(metrics, prefix) if prefix else {})
+  keys = class_keys(ids, category_names)
+  add = functools.partial(_with_per_class, prefix=prefix, keys=keys)
+  return dict(summary, teacher=add(summary['teacher']),
+              baseline=add(summary['baseline']),
+              rounds=[dict(r, **{k: add(r[k]) for k in _ROUND_MODELS
+                                 if k in r}) for r in summary['rounds']],
+              classes={str(i): key for i, key in keys.items()})
+
+
 def build(metric: str, rounds: List[Dict[str, Any]],
           baseline: Optional[Dict[str, Any]],
           stage_table: List[Dict[str, Any]],
-          teacher: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
-  """The summary dict (see the module docstring)."""
+          teacher: Optional[Dict[str, Any]] = None,
+          category_names: Optional[Mapping[int, str]] = None
+          ) -> Dict[str, Any]:
+  """The summary dict (see the module docstring); `category_names`
+  ({class id: name}) names the per-class values."""
   task = (rounds[0]['pseudo_labels'].get('task') if rounds else None) or (
       'detection' if metric == 'AP' else 'segmentation')
-  return {'metric': metric, 'task': task, 'teacher': teacher,
-          'rounds': rounds, 'baseline': baseline, 'stages': stage_table,
-          'total_seconds': round(sum(s.get('seconds', 0.0)
-                                     for s in stage_table), 2)}
+  return add_per_class(
+      {'metric': metric, 'task': task, 'teacher': teacher,
+       'rounds': rounds, 'baseline': baseline, 'stages': stage_table,
+       'total_seconds': round(sum(s.get('seconds', 0.0)
+                                  for s in stage_table), 2)},
+      category_names)
 
 
 def _fmt(value: Optional[float], signed: bool = False) -> str:
@@ -224,6 +310,38 @@ def _baseline_lines(base: Dict[str, Any], metric: str) -> List[str]:
   return lines
 
 
+def _table_models(summary: Dict[str, Any]
+                  ) -> List[Tuple[str, Dict[str, Any]]]:
+  """(column, entry) of each evaluated model once: the first teacher, each
+  round's student (and EMA teacher), the baseline."""
+  columns = [('teacher', summary['teacher'])]
+  for r in summary['rounds']:
+    columns.append((f'round {r["round"]} student', r['student']))
+    columns.append((f'round {r["round"]} EMA teacher', r.get('ema_teacher')))
+  columns.append(('baseline', summary['baseline']))
+  return [(name, e) for name, e in columns
+          if e is not None and e.get('per_class')]
+
+
+def _per_class_lines(summary: Dict[str, Any]) -> List[str]:
+  """The per-class table on val (empty when no model has per-class
+  values, e.g. eval records written before they existed)."""
+  models = _table_models(summary)
+  classes = summary.get('classes') or {}
+  if not models or not classes:
+    return []
+  name = PER_CLASS[summary['task']][1]
+  what = ('; COCO AP@[.5:.95] per category' if summary['task'] == 'detection'
+          else '')
+  lines = ['', f'## Per-class {name} (val{what})', '',
+           '| id | class | ' + ' | '.join(m for m, _ in models) + ' |',
+           '|---|---|' + '---|' * len(models)]
+  for class_id, key in classes.items():
+    cells = [_fmt(e['per_class'].get(key)) for _, e in models]
+    lines.append(f'| {class_id} | {key} | ' + ' | '.join(cells) + ' |')
+  return lines
+
+
 def to_markdown(summary: Dict[str, Any]) -> str:
   """The report as Markdown tables (test columns read 'n/a' without one)."""
   metric, unit = summary['metric'], LABEL_UNITS[summary['task']]
@@ -238,6 +356,7 @@ def to_markdown(summary: Dict[str, Any]) -> str:
   lines += _mean_teacher_lines(summary)
   if summary['baseline'] is not None:
     lines += _baseline_lines(summary['baseline'], metric)
+  lines += _per_class_lines(summary)
   lines += ['', '## Wall time per stage', '', '| stage | seconds | this run |',
             '|---|---|---|']
   for stage in summary['stages']:

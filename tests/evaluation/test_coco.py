@@ -114,7 +114,7 @@ def test_ap_matches_pycocotools(tmp_path, use_annotation_file):
   gt_path = str(tmp_path / 'gt.json')
   _gt_json(gts, gt_path)
   evaluator = coco.CocoDetectionEvaluator(
-      gt_path if use_annotation_file else None)
+      gt_path if use_annotation_file else None, per_category_metrics=True)
   for rows in (_IMAGES[:2], _IMAGES[2:]):
     ids, info, detections, groundtruths = _batch(rows, gts, dets)
     evaluator.update_state(ids, info, detections, groundtruths)
@@ -140,6 +140,16 @@ def test_ap_matches_pycocotools(tmp_path, use_annotation_file):
     assert ours[name] == pytest.approx(value, abs=1e-6), name
   assert 0.2 < ours['AP'] < 0.9
   assert min(ours['APs'], ours['APm'], ours['APl']) >= 0.0
+  # Per category: pycocotools' AP restricted to that category.
+  assert {k for k in ours if k.startswith('AP/')} == {'AP/1', 'AP/2'}
+  for category_id in (1, 2):
+    one = cocoeval.COCOeval(coco_gt, coco_gt.loadRes(res_path), 'bbox')
+    one.params.catIds = [category_id]
+    one.evaluate()
+    one.accumulate()
+    one.summarize()
+    assert ours[f'AP/{category_id}'] == pytest.approx(one.stats[0], abs=1e-6)
+  assert ours['AP/1'] != pytest.approx(ours['AP/2'])
 
 
 def test_missing_annotation_file_and_empty_eval(tmp_path):
@@ -170,6 +180,9 @@ def test_evaluate_detection_tiny_retinanet(tmp_path):
   dataset = tf.data.Dataset.from_tensor_slices((images, labels)).batch(2)
   metrics = coco.evaluate_detection(model, dataset, output_dir=str(tmp_path))
   assert {'AP', 'AP50', 'AP75', 'APs', 'APm', 'APl'} <= set(metrics)
+  # Per-category AP of the ground-truth categories (1, 2) only.
+  assert {k for k in metrics if k.startswith('AP/')} == {'AP/1', 'AP/2'}
+  assert all(0.0 <= metrics[k] <= 1.0 for k in ('AP/1', 'AP/2'))
   assert all(np.isfinite(v) for v in metrics.values())
   results = json.load(open(tmp_path / 'detections.json'))
   assert results and {r['image_id'] for r in results} == {1, 2, 3, 4}

@@ -90,6 +90,24 @@ def test_smoke_pipeline_runs_then_resumes_by_skipping(tmp_path):
   assert '| round | teacher AP | student AP | gain |' in markdown
   assert f'| {pseudo["labels"]} |' in markdown
   assert '| baseline/eval |' in markdown
+  # Per-category AP of every model, named by the DigitScenes metadata the
+  # template points `category_names` at (class id i is the digit i - 1).
+  classes = summary['classes']
+  assert classes and all(name == str(int(i) - 1)
+                         for i, name in classes.items())
+  with open(os.path.join(student, 'eval_metrics.json')) as f:
+    student_metrics = json.load(f)['metrics']
+  for class_id, name in classes.items():
+    if f'AP/{class_id}' in student_metrics:
+      assert round0['student']['per_class'][name] == (
+          student_metrics[f'AP/{class_id}'])
+  for entry in (summary['teacher'], round0['student'], summary['baseline']):
+    assert set(entry['per_class']) <= set(classes.values())
+    assert entry['per_class'] and 'test_per_class' in entry
+  assert ('| id | class | teacher | round 0 student | baseline |'
+          in markdown)
+  first_id, first_name = next(iter(classes.items()))
+  assert f'| {first_id} | {first_name} | ' in markdown
 
   # A rerun skips every stage and rewrites nothing but the summary.
   before = _mtimes(model_dir)

@@ -79,7 +79,8 @@ def test_stage_log_runs_once_and_keeps_times(tmp_path):
 def test_summary_markdown_reports_gain_baseline_and_times(tmp_path):
   pseudo = {'task': 'segmentation', 'images_in': 10, 'images_out': 9,
             'labels': 900, 'labels_per_image': 100.0}
-  record = lambda v, s: {'step': s, 'metrics': {'mean_iou': v}}  # noqa
+  record = lambda v, s: {'step': s, 'metrics': {  # noqa
+      'mean_iou': v, 'iou/0': v, 'iou/1': v / 2, 'iou/2': 0.0}}
   rounds = [
       summary_lib.round_entry(0, None, record(0.5, 4), 'mean_iou', pseudo, 4,
                               None),
@@ -89,7 +90,8 @@ def test_summary_markdown_reports_gain_baseline_and_times(tmp_path):
                                     expected_steps=8,
                                     final_student=rounds[-1]['student'])
   result = summary_lib.build('mean_iou', rounds, base,
-                             [{'name': 's', 'seconds': 1.5, 'status': 'ran'}])
+                             [{'name': 's', 'seconds': 1.5, 'status': 'ran'}],
+                             category_names={0: 'background', 1: 'road'})
   markdown = summary_lib.write(str(tmp_path), result)
   assert rounds[1]['gain'] == pytest.approx(0.125)
   assert ('| 0 | n/a | 0.5000 | n/a | 9/10 | 900 | 100.00 | n/a | 4 |'
@@ -99,11 +101,26 @@ def test_summary_markdown_reports_gain_baseline_and_times(tmp_path):
   assert '| 0.5000 | 9 (MISMATCH: expected 8) | +0.1250 |' in markdown
   assert '| s | 1.5 | ran |' in markdown
   with open(tmp_path / 'summary.json') as f:
-    assert json.load(f)['baseline']['steps_match'] is False
+    written = json.load(f)
+  assert written['baseline']['steps_match'] is False
+  # Per-class IoU keyed by name (class 2 has none: its id), every model.
+  assert written['classes'] == {'0': 'background', '1': 'road', '2': '2'}
+  assert written['baseline']['per_class'] == {
+      'background': 0.5, 'road': 0.25, '2': 0.0}
+  assert written['rounds'][1]['student']['per_class']['road'] == 0.3125
+  assert written['rounds'][1]['teacher']['per_class']['road'] == 0.25
+  assert '## Per-class IoU (val)' in markdown
+  assert ('| id | class | round 0 student | round 1 student | baseline |'
+          in markdown)
+  assert '| 0 | background | 0.5000 | 0.6250 | 0.5000 |' in markdown
+  assert '| 1 | road | 0.2500 | 0.3125 | 0.2500 |' in markdown
+  assert '| 2 | 2 | 0.0000 | 0.0000 | 0.0000 |' in markdown
 
 
 def test_summary_of_a_mean_teacher_round_has_its_ema_teacher(tmp_path):
-  record = lambda v, s: {'step': s, 'metrics': {'AP': v}}  # noqa
+  # Per-category AP of categories 1 and 3 (DigitScenes-like names).
+  record = lambda v, s: {'step': s, 'metrics': {  # noqa
+      'AP': v, 'AP/1': v, 'AP/3': v / 2}}
   pseudo = {'mode': 'mean_teacher', 'task': 'detection', 'images_in': None,
             'images_out': None, 'labels': None, 'labels_per_image': 2.5,
             'pseudo_loss': 0.75, 'score_threshold': 0.3,
@@ -119,12 +136,42 @@ def test_summary_of_a_mean_teacher_round_has_its_ema_teacher(tmp_path):
   assert rounds[0]['ema_gain'] == pytest.approx(0.25)
   assert base['ema_teacher_minus_baseline'] == pytest.approx(0.25)
   assert base['test_ema_teacher_minus_baseline'] is None
-  markdown = summary_lib.to_markdown(summary_lib.build('AP', rounds, base, []))
+  result = summary_lib.build('AP', rounds, base, [],
+                             category_names={1: '0', 2: '1', 3: '2'})
+  markdown = summary_lib.to_markdown(result)
   assert ('| 0 | 0.2500 | 0.3750 | +0.1250 | n/a | n/a | 2.50 | 8 | 4 | n/a '
           '| n/a | n/a | mean_teacher |') in markdown
   assert ('| 0 | 0.5000 | +0.2500 | n/a | 0.3750 | 2.50 | 0.7500 | 0.5000 | '
           '0.2500 |') in markdown
   assert '| 0.2500 | 12 | +0.1250 | n/a | n/a | +0.2500 | n/a |' in markdown
+  assert result['classes'] == {'1': '0', '3': '2'}
+  assert result['rounds'][0]['ema_teacher']['per_class'] == {
+      '0': 0.5, '2': 0.25}
+  assert result['teacher'] is None  # Not given: no column.
+  assert '## Per-class AP (val; COCO AP@[.5:.95] per category)' in markdown
+  assert ('| id | class | round 0 student | round 0 EMA teacher | baseline |'
+          in markdown)
+  assert '| 1 | 0 | 0.3750 | 0.5000 | 0.2500 |' in markdown
+  assert '| 3 | 2 | 0.1875 | 0.2500 | 0.1250 |' in markdown
+
+
+def test_summary_class_keys_fall_back_to_ids_and_never_collide():
+  assert summary_lib.class_keys([3, 7], {3: 'box'}) == {3: 'box', 7: '7'}
+  # Class 2 has no name and class 3 is named '2': both keep their id.
+  assert summary_lib.class_keys([1, 2, 3], {1: '0', 3: '2'}) == {
+      1: '0', 2: '2 (id 2)', 3: '2 (id 3)'}
+  assert summary_lib.class_values({'AP': 0.5, 'AP/7': 0.25, 'AP50': 1.0,
+                                   'iou/1': 0.1}, 'AP/') == {7: 0.25}
+
+
+def test_summary_without_per_class_metrics_has_no_class_table():
+  record = {'step': 4, 'metrics': {'AP': 0.5}}  # An older eval record.
+  base = summary_lib.baseline_entry(record, 'AP', 4, None, None)
+  result = summary_lib.build('AP', [], base, [], teacher=summary_lib.
+                             model_entry(record, 'AP'),
+                             category_names={1: 'cat'})
+  assert result['classes'] == {} and result['baseline']['per_class'] == {}
+  assert 'Per-class' not in summary_lib.to_markdown(result)
 
 
 def test_pseudo_labels_without_any_image_are_not_complete(tmp_path):
