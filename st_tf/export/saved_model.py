@@ -254,7 +254,13 @@ def _files(directory: str) -> Dict[str, int]:
   for root, _, names in tf.io.gfile.walk(directory):
     for name in names:
       path = os.path.join(root, name)
-      out[os.path.relpath(path, directory)] = tf.io.gfile.stat(path).length
+      try:
+        size = tf.io.gfile.stat(path).length
+      except tf.errors.NotFoundError:
+        # TF's ram:// filesystem lists by name prefix: 'assets' shows a
+        # phantom '.extra' (the rest of 'assets.extra'). No such file.
+        continue
+      out[os.path.relpath(path, directory)] = size
   return out
 
 

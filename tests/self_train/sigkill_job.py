@@ -58,7 +58,8 @@ def main(model_dir: str, data: str, events: str) -> None:
                          f'STUDENT_STEPS = {STUDENT_STEPS}',
                          'student/train.steps_per_epoch = 2',
                          'self_train.baseline = False',
-                         'self_train.export_student = False'])
+                         'self_train.export_student = False'] +
+                        list(smoke.NO_TEST_SPLIT))
   train = trainer.train
 
   def probed(*args, callbacks=(), **kwargs):

@@ -6,6 +6,9 @@ from st_tf import main
 _ROOT = os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__))))
 SMOKE_GIN = os.path.join(_ROOT, 'gin', 'demo', 'digitscenes_smoke.gin')
+# Bindings that drop the held-out test split (and its eval stages).
+NO_TEST_SPLIT = ('self_train.test_dataset = None',
+                 'self_train.test_metric_fn = None')
 
 
 def data_bindings(data: str) -> list:

@@ -13,7 +13,9 @@ def test_smoke_pipeline_on_ram_runs_then_skips(tmp_path):
   # DigitScenes is made by local worker processes ("prepare" says so); the
   # pipeline's own outputs all go to ram://.
   data = str(tmp_path / 'data')
-  smoke.parse(data, 'self_train.baseline = False')
+  # No test split: its evals are the val evals' code path again (covered
+  # by test_runner.py), only slower.
+  smoke.parse(data, 'self_train.baseline = False', *smoke.NO_TEST_SPLIT)
   model_dir = ram.folder('self_train')
   result = main.run('self_train', model_dir)
   student = f'{model_dir}/round_0/student'
