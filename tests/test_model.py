@@ -109,6 +109,9 @@ def test_student_fit_with_empty_pseudo_boxes_then_teacher_batch(retinanet):
   # 2 human + 2 pseudo; the pseudo images have no box at all.
   student = _detection_batch([2, 1, 0, 0], [0., 0., 1., 1.])
   m(student[0])  # Build.
+  # Optimizer slots up front: `fit` then traces the train step once (its
+  # first trace would create them, and tf.function would trace again).
+  m.optimizer.build(m.trainable_variables)
   head = [v for v in m.network.head.trainable_variables
           if v.name.split('/')[-2] in ('scores', 'boxes')]
   before = [v.numpy() for v in head]

@@ -35,8 +35,13 @@ def _tiny_backbone() -> backbones.Backbone:
       resnet=backbones.ResNet(model_id=10, depth_multiplier=0.125))
 
 
-def tiny_retinanet(num_classes: int = 4, size: int = 64) -> tf_keras.Model:
-  """A ~100k-parameter RetinaNet (levels 3-5) taking uint8 images."""
+def tiny_retinanet(num_classes: int = 4, size: int = 64,
+                   nms_version: str = 'v2') -> tf_keras.Model:
+  """A ~100k-parameter RetinaNet (levels 3-5) taking uint8 images.
+
+  `nms_version` 'batched' (one combined-NMS op) traces, saves and loads
+  several seconds faster than Model Garden's default 'v2'.
+  """
   config = retinanet_cfg.RetinaNet(
       num_classes=num_classes, input_size=[size, size, 3],
       min_level=3, max_level=5,
@@ -45,7 +50,7 @@ def tiny_retinanet(num_classes: int = 4, size: int = 64) -> tf_keras.Model:
       head=retinanet_cfg.RetinaNetHead(num_convs=1, num_filters=16),
       detection_generator=retinanet_cfg.DetectionGenerator(
           pre_nms_score_threshold=0.0, max_num_detections=20,
-          pre_nms_top_k=200))
+          pre_nms_top_k=200, nms_version=nms_version))
   config.anchor.num_scales = 1
   config.anchor.aspect_ratios = [1.0]
   config.anchor.anchor_size = 3.0

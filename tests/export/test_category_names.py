@@ -3,6 +3,7 @@ import os
 
 import gin
 import numpy as np
+import pytest
 import tensorflow as tf
 import tf_keras
 
@@ -14,11 +15,17 @@ from tests.evaluation import tiny_models
 _SIZE = 64
 
 
-def test_detection_export_names_its_classes(tmp_path):
+@pytest.fixture(scope='module')
+def detector():
+  """One tiny RetinaNet for the detection exports (batched NMS: fast)."""
   tf_keras.utils.set_random_seed(0)
-  model = tiny_models.tiny_retinanet(num_classes=4, size=_SIZE)
+  return tiny_models.tiny_retinanet(num_classes=4, size=_SIZE,
+                                    nms_version='batched')
+
+
+def test_detection_export_names_its_classes(tmp_path, detector):
   path = saved_model.export_saved_model(
-      model, str(tmp_path / 'export'), input_size=[_SIZE, _SIZE],
+      detector, str(tmp_path / 'export'), input_size=[_SIZE, _SIZE],
       task='detection', category_names={1: 'cat', 3: 'dog'})
   loaded = tf.saved_model.load(path)
   # Index = class id; a class without a name reads as its id.
@@ -57,19 +64,17 @@ def test_export_takes_the_names_of_the_labeled_records(tmp_path):
   gin.parse_config([f'export.input_size = [{_SIZE}, {_SIZE}]',
                     "export.task = 'segmentation'",
                     f"category_names.file_pattern = '{prefix}-*'"])
-  path = saved_model.export(
-      model_dir=model_dir,
-      model=lambda: tiny_models.tiny_segmentation(num_classes=3, size=_SIZE))
+  # The trained model itself as the factory's model (restored again).
+  path = saved_model.export(model_dir=model_dir, model=lambda: trained)
   assert saved_model.read_category_names(path) == {
       0: 'background', 1: 'road', 2: 'sky'}
   assert tf.saved_model.load(path).category_names.numpy().tolist() == [
       b'background', b'road', b'sky']
 
 
-def test_export_without_names_keeps_ids(tmp_path):
-  model = tiny_models.tiny_retinanet(num_classes=4, size=_SIZE)
+def test_export_without_names_keeps_ids(tmp_path, detector):
   path = saved_model.export_saved_model(
-      model, str(tmp_path / 'export'), input_size=[_SIZE, _SIZE],
+      detector, str(tmp_path / 'export'), input_size=[_SIZE, _SIZE],
       task='detection')
   loaded = tf.saved_model.load(path)
   assert loaded.category_names.numpy().tolist() == []

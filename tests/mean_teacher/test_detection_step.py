@@ -70,6 +70,9 @@ def setup():
           parser=parser, score_threshold=0.5, band_low=0.3, max_boxes=10),
       input_size=(tiny.SIZE, tiny.SIZE), ema_decay=0.9, burn_in_steps=0)
   model.compile(optimizer=tf_keras.optimizers.SGD(0.01))
+  # Optimizer slots up front: the step is traced once (its first trace would
+  # create them, and tf.function would trace it again).
+  model.optimizer.build(model.trainable_variables)
   return model, tf.function(model.train_step), parser, view_parser
 
 

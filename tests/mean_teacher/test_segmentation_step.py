@@ -54,6 +54,9 @@ def setup():
       combiner=self_training.get_combiner('normalized'), targets=targets,
       input_size=(tiny.SIZE, tiny.SIZE), ema_decay=0.9, burn_in_steps=0)
   model.compile(optimizer=tf_keras.optimizers.SGD(0.01))
+  # Optimizer slots up front: each step is traced once (a first trace would
+  # create them, and tf.function would trace it again).
+  model.optimizer.build(model.trainable_variables)
   return model, targets, tf.function(model.train_step), _batch()
 
 

@@ -17,7 +17,7 @@ def unlabeled(tmp_path_factory):
 def detection_teacher_dir(tmp_path_factory):
   """Trainer-style model_dir holding a tiny RetinaNet checkpoint (step 7)."""
   model_dir = str(tmp_path_factory.mktemp('teacher'))
-  tiny.save_checkpoint(tiny.detection_model(), model_dir, step=7)
+  tiny.save_checkpoint(tiny.teacher_model(), model_dir, step=7)
   return model_dir
 
 

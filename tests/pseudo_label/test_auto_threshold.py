@@ -1,6 +1,4 @@
 """Count-matching thresholds, the ignore band in records, and 'auto' runs."""
-import functools
-
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -11,7 +9,6 @@ from st_tf.pseudo_label import auto_threshold
 from st_tf.pseudo_label import detection
 from st_tf.pseudo_label import records
 from st_tf.pseudo_label import runner
-from st_tf.pseudo_label import teacher as teacher_lib
 from st_tf.pseudo_label import writer
 from tests.pseudo_label import tiny
 
@@ -87,9 +84,7 @@ def test_band_boxes_round_trip_as_crowd_with_scores():
 def test_auto_run_writes_band_and_reuses_choice(tmp_path, unlabeled,
                                                 detection_teacher_dir):
   out = str(tmp_path / 'out')
-  teacher = functools.partial(teacher_lib.checkpoint_teacher,
-                              model_dir=detection_teacher_dir,
-                              model=tiny.detection_model)
+  teacher = tiny.cached_teacher(detection_teacher_dir)
   auto = auto_threshold.AutoThreshold(target_boxes_per_image=2.0,
                                       num_images=8)
   kwargs = dict(output_dir=out, input_pattern=unlabeled, teacher=teacher,
@@ -124,9 +119,7 @@ def test_auto_probe_runs_the_labelings_multi_scale_inference(
   # The probe sees all 10 images with the labeling's scales and flips, so
   # the boxes kept match the target count (a single-scale probe would pick
   # a threshold at which the multi-scale teacher keeps more).
-  teacher = functools.partial(teacher_lib.checkpoint_teacher,
-                              model_dir=detection_teacher_dir,
-                              model=tiny.detection_model)
+  teacher = tiny.cached_teacher(detection_teacher_dir)
   out = str(tmp_path / 'out')
   manifest = runner.pseudo_label(
       output_dir=out, input_pattern=unlabeled, teacher=teacher,

@@ -25,7 +25,7 @@ _JOB = textwrap.dedent('''
         output_dir=out, input_pattern=pattern, num_classes=tiny.NUM_CLASSES,
         teacher=functools.partial(teacher.checkpoint_teacher,
                                   model_dir=model_dir,
-                                  model=tiny.detection_model),
+                                  model=tiny.teacher_model),
         batch_size=2, gallery_size=0, quality_thresholds=(0.5,),
         on_event=lambda kind, name: time.sleep(0.4 if kind == 'batch' else 0))
     ''')

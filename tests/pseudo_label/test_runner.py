@@ -21,23 +21,27 @@ from tests.pseudo_label import tiny
 
 
 def _teacher(model_dir):
+  """The gin-style factory, built inside the runner's strategy scope."""
   return functools.partial(teacher_lib.checkpoint_teacher,
                            model_dir=model_dir, model=tiny.detection_model)
 
 
-def _run(out, pattern, model_dir, **kwargs):
+def _run(out, pattern, model_dir, teacher=None, **kwargs):
+  """Runs the runner; `teacher` default: the cached teacher of `model_dir`."""
   kwargs.setdefault('num_classes', tiny.NUM_CLASSES)
   kwargs.setdefault('batch_size', 4)
   kwargs.setdefault('gallery_size', 2)
   kwargs.setdefault('quality_thresholds', (0.5,))  # COCOeval is not free.
-  return runner.pseudo_label(output_dir=out, input_pattern=pattern,
-                             teacher=_teacher(model_dir), **kwargs)
+  return runner.pseudo_label(
+      output_dir=out, input_pattern=pattern,
+      teacher=teacher or tiny.cached_teacher(model_dir), **kwargs)
 
 
 def test_every_image_labeled_once_with_manifest_and_quality(
     tmp_path, unlabeled, detection_teacher_dir):
   out = str(tmp_path / 'out')
   manifest = _run(out, unlabeled, detection_teacher_dir,
+                  teacher=_teacher(detection_teacher_dir),
                   quality_thresholds=(0.3, 0.4, 0.5, 0.6, 0.7))
   inputs = tiny.read_records(unlabeled)
   outputs = tiny.read_records(writer.file_pattern(out))
@@ -163,7 +167,7 @@ def test_folder_of_another_teacher_is_refused(tmp_path, unlabeled,
   before = {n: os.stat(os.path.join(out, n)).st_mtime_ns
             for n in os.listdir(out)}
   other = str(tmp_path / 'other_teacher')
-  tiny.save_checkpoint(tiny.detection_model(), other, step=8)
+  tiny.save_checkpoint(tiny.teacher_model(), other, step=8)
   with pytest.raises(ValueError, match='another teacher'):
     _run(out, one_file, other)
   with pytest.raises(ValueError, match='other settings'):
@@ -177,15 +181,13 @@ def test_segmentation_with_flip_tta(tmp_path, unlabeled):
   tiny.save_checkpoint(tiny.segmentation_model(), model_dir, step=3)
   out = str(tmp_path / 'out')
   one_file = sorted(tf.io.gfile.glob(unlabeled))[0]
-  manifest = runner.pseudo_label(
-      output_dir=out, input_pattern=one_file, num_classes=tiny.NUM_CLASSES,
-      teacher=functools.partial(teacher_lib.checkpoint_teacher,
-                                model_dir=model_dir,
-                                model=tiny.segmentation_model),
-      pixel_threshold=0.5, flip_tta=True, batch_size=2, gallery_size=1,
-      quality_thresholds=(0.3, 0.5, 0.7))
+  # One restored teacher labels the records and then gives the reference.
   teacher = teacher_lib.checkpoint_teacher(model_dir=model_dir,
                                            model=tiny.segmentation_model)
+  manifest = runner.pseudo_label(
+      output_dir=out, input_pattern=one_file, num_classes=tiny.NUM_CLASSES,
+      teacher=teacher, pixel_threshold=0.5, flip_tta=True, batch_size=2,
+      gallery_size=1, quality_thresholds=(0.3, 0.5, 0.7))
   inputs = tiny.read_records(one_file)
   outputs = {e.features.feature[schema.IMAGE_SOURCE_ID].bytes_list.value[0]:
              e for e in tiny.read_records(writer.file_pattern(out))}

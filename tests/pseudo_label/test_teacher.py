@@ -15,7 +15,7 @@ from tests.pseudo_label import tiny
 def test_checkpoint_teacher_id_step_and_classes(detection_teacher_dir):
   teacher = teacher_lib.checkpoint_teacher(
       model_dir=detection_teacher_dir,
-      model=lambda: tiny.detection_model(bias_seed=5))
+      model=lambda: tiny.teacher_model(bias_seed=5))
   assert teacher.task == 'detection' and teacher.step == 7
   assert teacher.input_size == (tiny.SIZE, tiny.SIZE)
   assert teacher.teacher_id.startswith('checkpoint:ckpt-7:')
@@ -26,8 +26,8 @@ def test_checkpoint_teacher_id_step_and_classes(detection_teacher_dir):
   # The restored weights are the saved ones, not the fresh model's.
   bias = lambda m: [v.numpy() for v in m.variables
                     if v.name.endswith('scores/bias:0')][0]
-  fresh = tiny.detection_model(bias_seed=5)
-  saved = tiny.detection_model(bias_seed=0)
+  fresh = tiny.teacher_model(bias_seed=5)
+  saved = tiny.teacher_model(bias_seed=0)
   np.testing.assert_allclose(bias(teacher.model), bias(saved))
   assert not np.allclose(bias(fresh), bias(saved))
 
@@ -44,24 +44,25 @@ def test_checkpoint_teacher_id_survives_moves_and_urls(
       tf.io.gfile.copy(os.path.join(detection_teacher_dir, name),
                        f'{target}/{name}', overwrite=True)
   monkeypatch.chdir(tmp_path)
+  model = tiny.teacher_model()  # Each teacher restores its checkpoint in it.
   for spelling in (detection_teacher_dir, moved, 'moved/teacher'):
     ids[spelling] = teacher_lib.checkpoint_teacher(
-        model_dir=spelling, model=tiny.detection_model).teacher_id
+        model_dir=spelling, model=model).teacher_id
   # (ram:// cannot restore a checkpoint: its isdir('ckpt-7') is true.)
   ids[remote] = teacher_lib.checkpoint_id(f'{remote}/ckpt-7', 7)
   assert len(set(ids.values())) == 1, ids
   assert str(tmp_path) not in ids[remote]  # No cwd glued to a URL.
   # Other weights, other id.
   other = str(tmp_path / 'other')
-  tiny.save_checkpoint(tiny.detection_model(bias_seed=3), other, step=7)
+  tiny.save_checkpoint(tiny.teacher_model(bias_seed=3), other, step=7)
   assert teacher_lib.checkpoint_teacher(
-      model_dir=other, model=tiny.detection_model).teacher_id != ids[moved]
+      model_dir=other, model=model).teacher_id != ids[moved]
 
 
 def test_checkpoint_teacher_without_checkpoint_fails(tmp_path):
   with pytest.raises(FileNotFoundError, match='No checkpoint'):
     teacher_lib.checkpoint_teacher(model_dir=str(tmp_path),
-                                   model=tiny.detection_model)
+                                   model=tiny.teacher_model)
 
 
 def test_saved_model_teacher_matches_export(detection_saved_model):

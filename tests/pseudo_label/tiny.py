@@ -14,6 +14,7 @@ from st_tf.modeling import backbones
 from st_tf.modeling import decoders
 from st_tf.modeling import detection as detection_modeling
 from st_tf.modeling import segmentation as segmentation_modeling
+from st_tf.pseudo_label import teacher as teacher_lib
 
 SIZE = 64
 NUM_CLASSES = digitscenes.NUM_CLASSES  # 11
@@ -52,6 +53,35 @@ def detection_model(num_classes: int = NUM_CLASSES, bias_seed: int = 0,
     elif var.name.endswith('scores/kernel:0'):
       var.assign(rng.normal(0.0, 1.0, var.shape).astype(np.float32))
   return model
+
+
+def teacher_model(bias_seed: int = 0) -> model_lib.SelfTrainingModel:
+  """`detection_model` for checkpoint teachers: the same variables, batched NMS.
+
+  A checkpoint teacher never runs the model's own detection generator (the
+  pseudo-label generator decodes the raw head outputs), only its build
+  calls do: batched NMS makes those eager calls cheap.
+  """
+  return detection_model(bias_seed=bias_seed, nms_version='batched')
+
+
+# (model_dir, latest checkpoint) -> restored CheckpointTeacher.
+_TEACHERS = {}
+
+
+def cached_teacher(model_dir: str) -> teacher_lib.CheckpointTeacher:
+  """The checkpoint teacher of `model_dir`, built and restored once.
+
+  `runner.pseudo_label` takes a `Teacher` as well as a factory; tests that
+  run it many times on one checkpoint reuse the restored teacher (model
+  build + restore is most of a tiny run). Keyed by the latest checkpoint,
+  so a new checkpoint in the same folder gets a new teacher.
+  """
+  key = (model_dir, tf.train.latest_checkpoint(model_dir))
+  if key not in _TEACHERS:
+    _TEACHERS[key] = teacher_lib.checkpoint_teacher(model_dir=model_dir,
+                                                    model=teacher_model)
+  return _TEACHERS[key]
 
 
 def segmentation_model(num_classes: int = NUM_CLASSES
