@@ -17,6 +17,7 @@ import tensorflow as tf
 
 from st_tf.pseudo_label import detection
 from st_tf.pseudo_label import multiscale
+from st_tf.pseudo_label import options as options_lib
 from st_tf.pseudo_label import teacher as teacher_lib
 
 # Class-count bound for flip merging when neither teacher nor caller gives one.
@@ -142,3 +143,21 @@ class InferenceStages:
     args, n = self._inputs(images, image_info)
     return self._to_numpy(self._fused(*args), n)
 
+
+def make_stages(teacher: teacher_lib.Teacher,
+                strategy: tf.distribute.Strategy, batch_size: int,
+                options: options_lib.InferenceOptions, generator: Any,
+                selection: detection.BoxSelection,
+                num_classes: Optional[int] = None,
+                quality_threshold: Optional[float] = None
+                ) -> InferenceStages:
+  """`InferenceStages` with `options`' flip TTA, NMS IoU and scales.
+
+  `generator`: `options.generator(...)`; at most `selection.max_boxes`
+  boxes per image.
+  """
+  return InferenceStages(
+      teacher, strategy, batch_size, generator, options.flip_tta,
+      options.nms_iou_threshold, selection.max_boxes, num_classes,
+      selection=selection, quality_threshold=quality_threshold,
+      scales=options.scales)

@@ -1,5 +1,7 @@
 """Pseudo-labeling inputs: the job's work units and their decoded batches.
 
+`plan` lists a job's input files, their record counts and its units.
+
 Work split: the sorted input files are dealt to the `num_shards` jobs
 (file i -> job i % num_shards); with fewer files than jobs every job takes
 its slice of each file's records (record r -> job r % num_shards). Each
@@ -16,13 +18,17 @@ parsers normalize, then pad, i.e. pad with the mean colour) gets its
 """
 from __future__ import annotations
 
-from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
+import dataclasses
+from typing import (Callable, Dict, Iterator, List, Optional, Sequence, Tuple,
+                    Union)
 
 from absl import logging
 import tensorflow as tf
 from official.vision.ops import preprocess_ops
 
+from st_tf import paths as paths_lib
 from st_tf.data import decoders
+from st_tf.data import files as files_lib
 
 # (input file, part, num_parts, number of records in the part).
 WorkUnit = Tuple[str, int, int, int]
@@ -73,6 +79,45 @@ def work_units(paths: Sequence[str], counts: Sequence[int], shard_index: int,
             if i % num_shards == shard_index]
   return [(p, shard_index, num_shards, len(range(shard_index, n, num_shards)))
           for p, n in zip(paths, counts)]
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+  """A job's input files and its part of them (`plan`).
+
+  Attributes:
+    paths: the input files, sorted, one spelling each (`paths.normalize`,
+      so a resumed job compares them).
+    counts: the records of each file.
+    units: this job's work units (`work_units`).
+  """
+  paths: List[str]
+  counts: List[int]
+  units: List[WorkUnit]
+
+  def all_units(self) -> List[WorkUnit]:
+    """The work units of a single job over all the files."""
+    return work_units(self.paths, self.counts, 0, 1)
+
+
+def plan(input_pattern: Union[str, Sequence[str]], shard_index: int,
+         num_shards: int, skip_corrupt: bool = False) -> Plan:
+  """The `Plan` of job `shard_index` (of `num_shards`) over `input_pattern`
+  (glob or list of TFRecord files).
+
+  Raises:
+    ValueError: the files hold no record, or one is corrupt (see
+      `count_records`).
+  """
+  # One spelling of each file (relative / absolute), so resume compares them.
+  paths = sorted(paths_lib.normalize(p)
+                 for p in files_lib.match_files(input_pattern))
+  counts = [count_records(p, skip_corrupt) for p in paths]
+  if not sum(counts):
+    raise ValueError(f'the unlabeled set {input_pattern!r} is empty: its '
+                     f'{len(paths)} files hold no record')
+  return Plan(paths, counts, work_units(paths, counts, shard_index,
+                                        num_shards))
 
 
 def _prepare_fn(input_size: Sequence[int],

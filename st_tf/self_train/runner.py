@@ -45,7 +45,7 @@ from __future__ import annotations
 
 import functools
 import os
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from absl import logging
 import gin
@@ -84,6 +84,19 @@ def _first_teacher(log: stages.StageLog, round_dir: str,
                       eval_dir=teacher_dir)
 
 
+def _round_0_teacher(log: stages.StageLog, model_dir: str,
+                     teacher_model_dir: Optional[str],
+                     teacher_export_dir: Optional[str], metric: str,
+                     test: Optional[TestSplit]
+                     ) -> Tuple[TrainedModel, Optional[Dict[str, Any]]]:
+  """Stages 1-2: the round-0 teacher and its eval record (None when it is
+  not evaluated: a SavedModel teacher)."""
+  teacher = _first_teacher(log, os.path.join(model_dir, 'round_0'),
+                           teacher_model_dir, teacher_export_dir)
+  return teacher, (eval_stage(log, 'round_0/teacher/eval', teacher, metric,
+                              test) if teacher.eval_dir else None)
+
+
 def _check_args(num_rounds: int, teacher_model_dir: Optional[str],
                 teacher_export_dir: Optional[str],
                 init_student_from_teacher: bool, baseline: bool) -> None:
@@ -96,6 +109,17 @@ def _check_args(num_rounds: int, teacher_model_dir: Optional[str],
   if teacher_export_dir and init_student_from_teacher:
     raise ValueError('init_student_from_teacher needs a checkpoint teacher; '
                      f'teacher_export_dir={teacher_export_dir} is a SavedModel')
+
+
+def _test_split(test_dataset: Optional[Callable[[], Any]],
+                test_metric_fn: Optional[Callable[..., Any]]
+                ) -> Optional[TestSplit]:
+  """The held-out split (None without one); ValueError for half of one."""
+  if (test_dataset is None) != (test_metric_fn is None):
+    raise ValueError('give both self_train.test_dataset and '
+                     'self_train.test_metric_fn, or neither')
+  return (TestSplit(test_dataset, test_metric_fn)
+          if test_dataset is not None else None)
 
 
 def _student(student: Optional[models.Student],
@@ -185,6 +209,24 @@ def _baseline(log: stages.StageLog, model_dir: str, metric: str,
       final_ema_teacher=final.get('ema_teacher'))
 
 
+def _report(log: stages.StageLog, model_dir: str, metric: str,
+            teacher_record: Optional[Dict[str, Any]],
+            rounds: List[Dict[str, Any]],
+            baseline_entry: Optional[Dict[str, Any]],
+            category_names: metadata_lib.CategoryNames
+            ) -> Dict[str, Any]:
+  """Writes `summary.json` / `summary.md`, prints and logs the Markdown;
+  returns the summary."""
+  result = summary_lib.build(metric, rounds, baseline_entry, log.table(),
+                             teacher=summary_lib.model_entry(
+                                 teacher_record, metric),
+                             category_names=category_names)
+  markdown = summary_lib.write(model_dir, result)
+  print(markdown)
+  logging.info('self_train summary:\n%s', markdown)
+  return result
+
+
 @gin.configurable
 def self_train(model_dir: str = gin.REQUIRED,
                num_rounds: int = 1,
@@ -239,31 +281,19 @@ def self_train(model_dir: str = gin.REQUIRED,
   """
   _check_args(num_rounds, teacher_model_dir, teacher_export_dir,
               init_student_from_teacher, baseline)
-  if (test_dataset is None) != (test_metric_fn is None):
-    raise ValueError('give both self_train.test_dataset and '
-                     'self_train.test_metric_fn, or neither')
+  test = _test_split(test_dataset, test_metric_fn)
   student = _student(student, student_dataset)
   # The class names of the summary's per-class table (gin `category_names`,
   # the labeled records' metadata in the templates); read before any work.
   category_names = metadata_lib.configured_category_names()
-  test = (TestSplit(test_dataset, test_metric_fn)
-          if test_dataset is not None else None)
   log = stages.StageLog(model_dir)
-  teacher = _first_teacher(log, os.path.join(model_dir, 'round_0'),
-                           teacher_model_dir, teacher_export_dir)
-  teacher_record = (eval_stage(log, 'round_0/teacher/eval', teacher, metric,
-                               test) if teacher.eval_dir else None)
+  teacher, teacher_record = _round_0_teacher(
+      log, model_dir, teacher_model_dir, teacher_export_dir, metric, test)
   rounds = _rounds(log, model_dir, student, teacher, teacher_record,
                    num_rounds, init_student_from_teacher, metric, test,
                    export_student)
   baseline_entry = (_baseline(log, model_dir, metric, test, teacher,
                               init_student_from_teacher, rounds)
                     if baseline else None)
-  result = summary_lib.build(metric, rounds, baseline_entry, log.table(),
-                             teacher=summary_lib.model_entry(
-                                 teacher_record, metric),
-                             category_names=category_names)
-  markdown = summary_lib.write(model_dir, result)
-  print(markdown)
-  logging.info('self_train summary:\n%s', markdown)
-  return result
+  return _report(log, model_dir, metric, teacher_record, rounds,
+                 baseline_entry, category_names)

@@ -58,9 +58,11 @@ MARKDOWN_FILE = 'summary.md'
 
 # What `labels` counts, per task.
 LABEL_UNITS = {'detection': 'boxes', 'segmentation': 'pixels'}
-# The per-class metric of `eval_metrics.json`, per task: (key prefix, name).
-PER_CLASS = {'detection': (coco.PER_CLASS_PREFIX, 'AP'),
-             'segmentation': (segmentation.PER_CLASS_PREFIX, 'IoU')}
+# The per-class metric of `eval_metrics.json`, per task: (key prefix, name,
+# what the per-class table's title adds).
+PER_CLASS = {'detection': (coco.PER_CLASS_PREFIX, 'AP',
+                           '; COCO AP@[.5:.95] per category'),
+             'segmentation': (segmentation.PER_CLASS_PREFIX, 'IoU', '')}
 # The model entries of a round.
 _ROUND_MODELS = ('teacher', 'student', 'ema_teacher')
 
@@ -185,11 +187,11 @@ def add_per_class(summary: Dict[str, Any],
                   ) -> Dict[str, Any]:
   """The summary with 'classes' and every model's 'per_class' (see the
   module docstring); `category_names`: {class id: name} or None."""
-  prefix = PER_CLASS.get(summary['task'], ('', ''))[0]
+  prefix = PER_CLASS[summary['task']][0]
   ids = set()
   for entry in _model_entries(summary):
     for metrics in (entry.get('metrics'), entry.get('test_metrics')):
-      ids.update(class_values(metrics, prefix) if prefix else {})
+      ids.update(class_values(metrics, prefix))
   keys = class_keys(ids, category_names)
   add = functools.partial(_with_per_class, prefix=prefix, keys=keys)
   return dict(summary, teacher=add(summary['teacher']),
@@ -330,9 +332,7 @@ def _per_class_lines(summary: Dict[str, Any]) -> List[str]:
   classes = summary.get('classes') or {}
   if not models or not classes:
     return []
-  name = PER_CLASS[summary['task']][1]
-  what = ('; COCO AP@[.5:.95] per category' if summary['task'] == 'detection'
-          else '')
+  _, name, what = PER_CLASS[summary['task']]
   lines = ['', f'## Per-class {name} (val{what})', '',
            '| id | class | ' + ' | '.join(m for m, _ in models) + ' |',
            '|---|---|' + '---|' * len(models)]
