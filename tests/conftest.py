@@ -21,6 +21,9 @@ def _clear_gin():
 # pyproject.toml) does not leave one worker alone with a long file at the
 # end. The rest keep their collection order.
 _SLOW_FILES_FIRST = (
+    'tests/e2e/test_own_data_detection.py',
+    'tests/e2e/test_own_data_segmentation.py',
+    'tests/pseudo_label/test_mg_teacher.py',
     'tests/self_train/test_runner.py',
     'tests/self_train/test_sigkill.py',
     'tests/export/test_saved_model.py',

@@ -20,10 +20,6 @@ from st_tf.data import files
 from tests.e2e import common
 from tests.e2e import own_data
 
-# Slow (> 1 min of CPU): not in the default run (pyproject addopts);
-# `python -m pytest -m slow tests` runs them.
-pytestmark = pytest.mark.slow
-
 INPUT_SIZE = (96, 128)  # Non-square too (multiples of 32).
 
 

@@ -24,10 +24,6 @@ from st_tf.pseudo_label import teacher as teacher_lib
 from st_tf.pseudo_label import writer
 from tests.pseudo_label import tiny
 
-# Slow (> 1 min of CPU): not in the default run (pyproject addopts);
-# `python -m pytest -m slow tests` runs them.
-pytestmark = pytest.mark.slow
-
 SIZE = 64
 NUM_CLASSES = tiny.NUM_CLASSES  # 11
 # Originals: non-square ones at twice the teacher input (halved, then
