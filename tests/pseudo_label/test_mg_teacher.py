@@ -57,6 +57,7 @@ def _export(params, export_dir, export_module=None) -> str:
 
 @pytest.fixture(scope='module')
 def mg_detection_dir(tmp_path_factory):
+  tf.random.set_seed(0)  # The random weights: the same teacher every run.
   params = exp_factory.get_exp_config('retinanet_resnetfpn_coco')
   model = params.task.model
   _tiny_model(model, NUM_CLASSES)
@@ -77,6 +78,7 @@ def mg_detection_dir(tmp_path_factory):
 
 @pytest.fixture(scope='module')
 def mg_segmentation_dir(tmp_path_factory):
+  tf.random.set_seed(1)  # The random weights: the same teacher every run.
   params = exp_factory.get_exp_config('seg_deeplabv3_pascal')
   _tiny_model(params.task.model, NUM_CLASSES)
   head = params.task.model.head
