@@ -40,7 +40,7 @@ import tensorflow as tf
 import tf_keras
 
 from st_tf import atomic_io
-from st_tf.data import digitscenes_classification as dsc
+from st_tf.datasets.digitscenes import classification as dsc
 from st_tf.data import files
 from st_tf.data import pipeline
 from st_tf.pretrain import inputs

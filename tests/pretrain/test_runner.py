@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from st_tf import main
-from st_tf.data import digitscenes_classification as dsc
+from st_tf.datasets.digitscenes import classification as dsc
 from st_tf.losses import self_training
 from st_tf.model import SelfTrainingModel
 from st_tf.modeling import backbones

@@ -62,10 +62,10 @@ import tensorflow as tf
 from st_tf import atomic_io
 from st_tf.data import metadata
 from st_tf.data import schema
-from st_tf.data.digitscene_render import (  # re-exported  # noqa: F401
+from st_tf.data import sharded_writer
+from st_tf.datasets.digitscenes.render import (  # re-exported  # noqa: F401
     IMAGE_SIZE, VAL_POOL_FRACTION, DigitPool, digit_pools, make_scene,
     pool_block)
-from st_tf.data import sharded_writer
 
 SPLITS = ('labeled', 'unlabeled', 'val', 'test')
 NUM_CLASSES = 11  # 10 digits + background

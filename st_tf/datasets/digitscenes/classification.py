@@ -2,13 +2,13 @@
 
 Our stand-in for the paper's ImageNet pre-training. Each example is a 64x64
 RGB crop holding ONE handwritten digit drawn exactly as DigitScenes draws the
-digits of its scenes (`digitscene_render.make_digit_crop`: same textured
+digits of its scenes (`render.make_digit_crop`: same textured
 backgrounds, clutter strokes, contrasting colours, 14-48 px digit heights and
 pixel noise), centred with a jitter of up to `max_jitter` px; the label is the
 digit 0..9 (no background class).
 
-Digits come only from the ``train`` digit pool of `digitscene_render.
-digit_pools` (the source of the ``labeled`` / ``unlabeled`` scenes), never
+Digits come only from the ``train`` digit pool of `render.digit_pools`
+(the source of the ``labeled`` / ``unlabeled`` scenes), never
 from the ``val`` pool, so pre-training sees no digit sample of the detection
 and segmentation ``val`` split.
 
@@ -51,9 +51,10 @@ from official.vision.data import tf_example_builder
 from official.vision.data import tf_example_feature_key as mg_keys
 
 from st_tf import atomic_io
-from st_tf.data import digitscenes
 from st_tf.data import sharded_writer
-from st_tf.data.digitscene_render import CROP_SIZE, digit_pools, make_digit_crop
+from st_tf.datasets.digitscenes import scenes
+from st_tf.datasets.digitscenes.render import (
+    CROP_SIZE, digit_pools, make_digit_crop)
 
 SPLITS = ('classification', 'classification_val')
 SPLIT_CODES = {'classification': 11, 'classification_val': 12}
@@ -99,7 +100,7 @@ def crop_for(split: str, index: int, seed: int, size: int = CROP_SIZE,
 
   Returns:
     (image uint8 [size, size, 3], digit label 0..9, `load_digits` index of
-    the source digit), as `digitscene_render.make_digit_crop`.
+    the source digit), as `render.make_digit_crop`.
   """
   _check_split(split)
   rng = np.random.default_rng([seed, SPLIT_CODES[split], index])
@@ -173,7 +174,7 @@ def generate_classification(output_dir: str,
     if not 1 <= n < SOURCE_ID_BLOCK:
       raise ValueError(f'{split} size must be in [1, {SOURCE_ID_BLOCK}), '
                        f'got {n}')
-  digitscenes.check_generate_args(seed, num_shards, image_format)
+  scenes.check_generate_args(seed, num_shards, image_format)
   if image_size < CROP_SIZE:
     raise ValueError(f'image_size must be >= {CROP_SIZE}, got {image_size}')
   if max_jitter < 0:
