@@ -20,6 +20,8 @@ Parts (written next to the scenes, e.g. in ``data/digitscenes``):
   1348 source digit samples with the training crops (with new backgrounds,
   scales, colours and positions): top-1 measures the fit to the pre-training
   distribution, not generalisation to new writers.
+* ``classification{,_val}.metadata.json``: their class-name sidecars
+  (`st_tf.data.metadata`; 10 classes).
 
 Records use Model Garden's classification keys (`official.vision.data.
 tf_example_feature_key.EncodedImageFeatureKey`, read by `official.vision.
@@ -75,7 +77,10 @@ DIGIT_INDEX = 'digit/source_index'
 # A crop costs ~1.5 ms of CPU, a writer process ~10 s of TF import: one
 # process is faster below 20000 crops per part.
 _PARTS = common.Parts('DigitScenes classification', 'crop', SPLIT_CODES,
-                      METADATA_FILE, make_flags=' --num_classification=12000',
+                      METADATA_FILE, task='classification',
+                      class_names=CLASS_NAMES,
+                      source='digitscenes_classification',
+                      make_flags=' --num_classification=12000',
                       min_items_per_worker=20000)
 
 
@@ -128,6 +133,17 @@ def file_pattern(output_dir: str, split: str = 'classification') -> str:
   return _PARTS.file_pattern(output_dir, split)
 
 
+@gin.configurable
+def digitscenes_classification_pattern(output_dir: str = gin.REQUIRED,
+                                       split: str = 'classification') -> str:
+  """Gin: `file_pattern` of `output_dir`, e.g. the pre-training demo's
+
+      pretrain.train_pattern = @train/digitscenes_classification_pattern()
+      digitscenes_classification_pattern.output_dir = %DATA_DIR
+  """
+  return file_pattern(output_dir, split)
+
+
 def generate_classification(output_dir: str,
                             num_train: int = DEFAULT_NUM_TRAIN,
                             num_val: int = DEFAULT_NUM_VAL,
@@ -141,8 +157,11 @@ def generate_classification(output_dir: str,
   """Writes the classification parts to `output_dir`.
 
   Writes ``{split}-0000i-of-0000n.tfrecord`` shards for ``classification``
-  and ``classification_val`` (n = min(num_shards, part size), at least 1),
-  then, last, ``classification.json``. Defaults take ~20 s on one core.
+  and ``classification_val`` (n = min(num_shards, part size), at least 1)
+  with their ``{split}.metadata.json`` sidecars (class names and count,
+  `st_tf.data.metadata`: what `--mode=pretrain` checks `num_classes`
+  against), then, last, ``classification.json``. Defaults take ~20 s on one
+  core.
 
   Args:
     output_dir: output folder (created; local or any tf.io.gfile path).

@@ -4,8 +4,9 @@ Both generators write named parts (``labeled``, ..., ``classification``,
 ...) of deterministic items: item ``index`` of a part is drawn from
 ``np.random.default_rng([seed, split_code, index])``, its source id is
 ``split_code * SOURCE_ID_BLOCK + index``, its records are the shards
-``<output_dir>/<split>-0000i-of-0000n.tfrecord`` and a JSON file in
-`output_dir` written last marks a complete copy. `Parts` holds one
+``<output_dir>/<split>-0000i-of-0000n.tfrecord`` beside their class-name
+sidecar ``<split>.metadata.json`` (`st_tf.data.metadata`), and a JSON file
+in `output_dir` written last marks a complete copy. `Parts` holds one
 generator's codes and names and does these steps for it.
 """
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Tuple
 import numpy as np
 import tensorflow as tf
 
+from st_tf.data import metadata
 from st_tf.data import sharded_writer
 
 SOURCE_ID_BLOCK = 1_000_000
@@ -34,6 +36,10 @@ class Parts:
     item: what an example is, in error messages ('scene', 'crop').
     codes: split -> split code (source ids and random streams).
     metadata_file: the JSON written last in `output_dir`.
+    task: the records' task in their sidecars ('detection+segmentation',
+      'classification').
+    class_names: class id -> name (in the sidecars).
+    source: the sidecars' `source`.
     make_flags: extra `scripts/make_digitscenes.py` flags that write the
       parts (named when `metadata_file` is missing).
     min_items_per_worker: one writer process below this many items per part
@@ -43,6 +49,9 @@ class Parts:
   item: str
   codes: Mapping[str, int]
   metadata_file: str
+  task: str
+  class_names: Sequence[str]
+  source: str
   make_flags: str = ''
   min_items_per_worker: int = 10000
 
@@ -91,7 +100,7 @@ class Parts:
             make_example: Callable[[dict], tf.train.Example],
             num_shards: int, num_workers: Optional[int]
             ) -> Tuple[sharded_writer.WriteResult, Dict[str, Any]]:
-    """Writes `items` of `split` as at most `num_shards` shards.
+    """Writes `items` of `split` as at most `num_shards` shards + sidecar.
 
     Returns:
       (the writer's result, the part's metadata entry {'num_examples',
@@ -103,6 +112,11 @@ class Parts:
         num_workers=num_workers,
         min_items_per_worker=self.min_items_per_worker,
         desc=f'digitscenes/{split}')
+    metadata.write_metadata(
+        os.path.join(output_dir, split), task=self.task,
+        category_names=list(self.class_names),
+        num_examples=result.num_written, files=result.paths,
+        source=self.source)
     return result, {'num_examples': result.num_written,
                     'files': [os.path.basename(p) for p in result.paths]}
 

@@ -58,7 +58,6 @@ from PIL import Image
 import tensorflow as tf
 
 from st_tf import atomic_io
-from st_tf.data import metadata
 from st_tf.data import schema
 from st_tf.datasets.digitscenes import common
 from st_tf.datasets.digitscenes.render import (  # re-exported  # noqa: F401
@@ -107,8 +106,10 @@ DEFAULT_NUM_VAL = LAYOUTS['v1'].sizes['val']
 
 # A scene costs ~4 ms of CPU, a writer process ~10 s of TF import: one
 # process is faster below 10000 scenes per split.
+# Records hold boxes and masks: both tasks.
 _PARTS = common.Parts('DigitScenes', 'scene', SPLIT_CODES, METADATA_FILE,
-                      min_items_per_worker=10000)
+                      task='detection+segmentation', class_names=CLASS_NAMES,
+                      source='digitscenes', min_items_per_worker=10000)
 
 
 def get_layout(layout: str) -> Layout:
@@ -285,10 +286,6 @@ def generate(output_dir: str,
     paths[split] = result.paths
     atomic_io.write_json(os.path.join(output_dir, f'{split}.json'),
                          _coco_from_records(result.paths, split))
-    metadata.write_metadata(  # Records hold boxes and masks: both tasks.
-        os.path.join(output_dir, split), task='detection+segmentation',
-        category_names=list(CLASS_NAMES), num_examples=result.num_written,
-        files=result.paths, source='digitscenes')
     splits_meta[split] = {
         **entry, 'coco_json': f'{split}.json',
         'source_id_offset': _PARTS.offset(split),
