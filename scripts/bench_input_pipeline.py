@@ -33,7 +33,7 @@ from official.vision.dataloaders import retinanet_input
 from official.vision.dataloaders import tf_example_decoder
 
 from st_tf.data import decoders
-from st_tf.data import digitscenes
+from st_tf.datasets.digitscenes import scenes as digitscenes
 from st_tf.data import parsers
 from st_tf.data import pipeline
 

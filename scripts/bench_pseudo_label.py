@@ -47,7 +47,7 @@ import numpy as np
 import tensorflow as tf
 
 from st_tf import model as model_lib
-from st_tf.data import digitscenes
+from st_tf.datasets.digitscenes import scenes as digitscenes
 from st_tf.losses import self_training
 from st_tf.modeling import detection as detection_modeling
 from st_tf.pseudo_label import runner

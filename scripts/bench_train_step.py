@@ -47,7 +47,7 @@ import tf_keras
 from official.core import exp_factory
 from official.vision.ops import preprocess_ops
 import st_tf.main as st_main
-from st_tf.data import digitscenes
+from st_tf.datasets.digitscenes import scenes as digitscenes
 
 _BATCH = flags.DEFINE_integer('batch_size', 16, 'Total batch (both sides).')
 _STEPS = flags.DEFINE_integer('steps', 50, 'Timed steps per round.')

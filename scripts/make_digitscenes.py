@@ -1,11 +1,11 @@
-r"""Generates the DigitScenes dataset (see st_tf/data/digitscenes.py).
+r"""Generates the DigitScenes dataset (see st_tf/datasets/digitscenes/scenes.py).
 
   python scripts/make_digitscenes.py --output_dir=/tmp/digitscenes
 
 Writes ``{labeled,unlabeled,val[,test]}-*.tfrecord`` shards, ``<split>.json`` COCO
 annotations and the ``digitscenes.json`` metadata file. With
 ``--num_classification=N`` it also writes the backbone pre-training parts
-(st_tf/data/digitscenes_classification.py): ``classification-*.tfrecord``
+(st_tf/datasets/digitscenes/classification.py): ``classification-*.tfrecord``
 (N single-digit 64x64 crops), ``classification_val-*.tfrecord`` and
 ``classification.json``.
 """
@@ -18,8 +18,9 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from absl import app  # pylint: disable=g-import-not-at-top
 from absl import flags
 
-from st_tf.data import digitscenes
-from st_tf.data import digitscenes_classification
+from st_tf.datasets.digitscenes import scenes as digitscenes
+from st_tf.datasets.digitscenes import (
+    classification as digitscenes_classification)
 
 _OUTPUT_DIR = flags.DEFINE_string(
     'output_dir', None, 'Folder to write the dataset to.', required=True)

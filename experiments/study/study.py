@@ -56,7 +56,7 @@ class Options:
 
 def default_prepare_data(data_dir: str) -> int:
   """Makes DigitScenes if missing; returns the labeled split's size."""
-  from st_tf.data import digitscenes  # pylint: disable=g-import-not-at-top
+  from st_tf.datasets.digitscenes import scenes as digitscenes  # pylint: disable=g-import-not-at-top
   if not os.path.exists(os.path.join(data_dir, digitscenes.METADATA_FILE)):
     digitscenes.ensure_digitscenes(output_dir=data_dir)
   meta = digitscenes.load_metadata(data_dir)

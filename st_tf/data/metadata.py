@@ -1,13 +1,13 @@
 """Dataset metadata sidecars: the class names that travel with the records.
 
 Every converter (`scripts/convert_coco.py`, `scripts/convert_voc.py`, the
-DigitScenes maker) writes, beside the shards
+DigitScenes makers) writes, beside the shards
 ``<prefix>-0000i-of-0000n.tfrecord``, the file ``<prefix>.metadata.json``
 (`schema.METADATA_SUFFIX`; `files.match_files` never returns it, so a
 pattern such as ``<prefix>*`` still matches only the records)::
 
   {"schema": "st_tf.dataset_metadata/1",
-   "task": "detection" | "segmentation",
+   "task": "detection" | "segmentation" | "classification",
    "num_classes": 91,               # largest class id + 1 (0 = background)
    "category_names": {"1": "person", "3": "car", ...},  # id -> name
    "num_examples": 3800, "files": ["train-00000-of-00004.tfrecord", ...],
@@ -75,7 +75,8 @@ def write_metadata(output_prefix: str, *, task: str,
 
   Args:
     output_prefix: the shards' prefix (as given to `write_sharded`).
-    task: 'detection' or 'segmentation'.
+    task: 'detection', 'segmentation' or 'classification' (DigitScenes
+      scenes: 'detection+segmentation').
     category_names: {class id: name} (background included or not).
     num_examples: records written.
     files: the shard paths (their basenames are stored).

@@ -3,8 +3,14 @@
     python -m st_tf.main --gin_file=gin/demo/digitscenes_pretrain.gin \
         --mode=pretrain --model_dir=runs/pretrain_demo
 
+The data are any Model Garden classification records (`image/encoded`,
+`image/class/label`): `train_pattern`, `val_pattern` and `num_classes` are
+bound in gin. `gin/demo/digitscenes_pretrain.gin` binds them to the
+DigitScenes crops of `st_tf.datasets.digitscenes.classification`, which its
+`prepare.fns` makes first.
+
 Steps:
-1. train `build_classifier`'s model on ``<data_dir>/classification-*`` with
+1. train `build_classifier`'s model on the `train_pattern` records with
    `st_tf.training.trainer.train` (Model Garden classification decoder +
    our uint8 `ClassificationParser` through `pipeline.build_dataset`; the
    optimizer and schedule from gin, e.g. `make_optimizer` +
@@ -12,7 +18,7 @@ Steps:
    TensorBoard summaries and `config.gin` / `operative_config.gin` are the
    trainer's, in `model_dir`;
 2. restore the last checkpoint and measure top-1 accuracy on every record
-   of ``<data_dir>/classification_val-*``;
+   matching `val_pattern`;
 3. save the backbone alone as `tf.train.Checkpoint(backbone=backbone)` in
    ``<model_dir>/backbone/`` (written to ``backbone.tmp/`` then renamed),
    the format `initialize_model.method = 'backbone'` loads:
@@ -40,9 +46,10 @@ import tensorflow as tf
 import tf_keras
 
 from st_tf import atomic_io
-from st_tf.data import digitscenes_classification as dsc
 from st_tf.data import files
+from st_tf.data import metadata
 from st_tf.data import pipeline
+from st_tf.data import schema
 from st_tf.pretrain import inputs
 from st_tf.pretrain import model as model_lib
 from st_tf.training import checkpoints
@@ -141,17 +148,25 @@ def evaluate_top1(model: tf_keras.Model, file_pattern: str,
           'top1_per_class': per_class}
 
 
-def _check_data(data_dir: str, num_classes: int) -> dict:
-  """The classification metadata, checked against `num_classes`."""
-  meta = dsc.load_classification_metadata(data_dir)
-  if meta.get('num_classes') != num_classes:
-    raise ValueError(
-        f'pretrain.num_classes = {num_classes} but the classification data in '
-        f'{data_dir} has {meta.get("num_classes")} classes (see '
-        f'{dsc.METADATA_FILE}).')
-  for split in dsc.SPLITS:
-    files.match_files(dsc.file_pattern(data_dir, split))  # clear error
-  return meta
+def _check_data(train_pattern: str, val_pattern: str,
+                num_classes: int) -> Optional[dict]:
+  """The training records' metadata sidecar (None: they have none).
+
+  Raises:
+    ValueError: a pattern matches no file, or the sidecar of its records
+      (`st_tf.data.metadata`) gives another class count than `num_classes`.
+  """
+  for pattern in (train_pattern, val_pattern):
+    files.match_files(pattern)  # clear error
+  found = {}
+  for pattern in (train_pattern, val_pattern):
+    meta = found[pattern] = metadata.read_metadata(pattern)
+    if meta is not None and meta.get('num_classes') != num_classes:
+      raise ValueError(
+          f'pretrain.num_classes = {num_classes} but the records of '
+          f'{pattern} have {meta.get("num_classes")} classes (see their '
+          f'{schema.METADATA_SUFFIX} sidecar).')
+  return found[train_pattern]
 
 
 def _random_init(model: tf_keras.Model) -> None:
@@ -162,7 +177,8 @@ def _random_init(model: tf_keras.Model) -> None:
 
 @gin.configurable
 def pretrain(model_dir: str = gin.REQUIRED,
-             data_dir: str = gin.REQUIRED,
+             train_pattern: str = gin.REQUIRED,
+             val_pattern: str = gin.REQUIRED,
              num_classes: int = gin.REQUIRED,
              train_steps: int = gin.REQUIRED,
              model: ModelFn = model_lib.build_classifier,
@@ -176,10 +192,12 @@ def pretrain(model_dir: str = gin.REQUIRED,
 
   Args:
     model_dir: checkpoints, configs, ``backbone/`` and the metrics file.
-    data_dir: folder holding the DigitScenes classification parts
-      (``classification.json``, ``classification{,_val}-*.tfrecord``).
-    num_classes: classes of the data (DigitScenes digits: 10); checked
-      against ``classification.json``.
+    train_pattern: the training records (Model Garden classification keys;
+      a glob, a comma-separated list of them or a sequence).
+    val_pattern: the held-out records top-1 is measured on.
+    num_classes: classes of the data (labels 0..num_classes - 1; DigitScenes
+      digits: 10); checked against the records' metadata sidecar when they
+      have one.
     train_steps: optimizer steps (a multiple of `steps_per_epoch`). Bind the
       schedule's length to the same value.
     model: `fn(num_classes=, input_size=) -> PretrainModel`, gin
@@ -203,7 +221,7 @@ def pretrain(model_dir: str = gin.REQUIRED,
     logging.info('Pre-training in %s is complete; nothing to do.', model_dir)
     print(f'pretrain: {model_dir} is complete (see {METRICS_FILE}).')
     return load_metrics(model_dir)
-  meta = _check_data(data_dir, num_classes)
+  meta = _check_data(train_pattern, val_pattern, num_classes)
   start_time = time.time()
   input_size = [int(s) for s in input_size]
   build = functools.partial(model, num_classes=num_classes,
@@ -212,7 +230,6 @@ def pretrain(model_dir: str = gin.REQUIRED,
                                              mode='train')
   eval_parser = inputs.ClassificationParser(output_size=input_size,
                                             mode='eval')
-  train_pattern = dsc.file_pattern(data_dir, 'classification')
 
   def train_dataset(input_context=None) -> tf.data.Dataset:
     return pipeline.build_dataset(
@@ -233,11 +250,8 @@ def pretrain(model_dir: str = gin.REQUIRED,
   if step != train_steps:
     raise ValueError(f'{path} is at step {step}, expected {train_steps}: '
                      'was train_steps changed for an existing model_dir?')
-  print(f'pretrain: evaluating top-1 of {path} on '
-        f'{dsc.file_pattern(data_dir, "classification_val")}')
-  result = evaluate_top1(trained, dsc.file_pattern(data_dir,
-                                                   'classification_val'),
-                         eval_parser, eval_batch_size)
+  print(f'pretrain: evaluating top-1 of {path} on {val_pattern}')
+  result = evaluate_top1(trained, val_pattern, eval_parser, eval_batch_size)
   prefix = save_backbone(trained.backbone, model_dir)
   metrics = {
       'top1': result['top1'],
@@ -247,21 +261,22 @@ def pretrain(model_dir: str = gin.REQUIRED,
       'start_step': start_step,
       'num_eval_examples': result['num_examples'],
       'top1_per_class': result['top1_per_class'],
-      'num_train_examples': meta['splits']['classification']['num_examples'],
+      'num_train_examples': meta['num_examples'] if meta else None,
       'num_classes': num_classes,
       'input_size': input_size,
       'batch_size': batch_size,
       'backbone_checkpoint': os.path.relpath(prefix, model_dir),
       'backbone_params': int(trained.backbone.count_params()),
       'final_train_logs': {k: float(v) for k, v in logs.items()},
-      'data_dir': data_dir,
+      'train_pattern': train_pattern,
+      'val_pattern': val_pattern,
   }
   atomic_io.write_json(os.path.join(model_dir, METRICS_FILE), metrics,
                        indent=2)
   logging.info('Pre-training done: top-1 %.4f on %d images, backbone in %s',
                metrics['top1'], metrics['num_eval_examples'], prefix)
   print(f'pretrain: top-1 {metrics["top1"]:.4f} on '
-        f'{metrics["num_eval_examples"]} val crops after {step} steps; '
+        f'{metrics["num_eval_examples"]} val records after {step} steps; '
         f'backbone checkpoint {prefix}')
   return metrics
 

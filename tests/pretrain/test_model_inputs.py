@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from st_tf.data import digitscenes_classification as dsc
+from st_tf.datasets.digitscenes import classification as dsc
 from st_tf.modeling import backbones
 from st_tf.pretrain import inputs
 from st_tf.pretrain import model as model_lib

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from st_tf import main
-from st_tf.data import digitscenes_classification as dsc
+from st_tf.data import metadata
+from st_tf.datasets.digitscenes import classification as dsc
 from st_tf.losses import self_training
 from st_tf.model import SelfTrainingModel
 from st_tf.modeling import backbones
@@ -47,6 +48,7 @@ def test_pretrain_writes_backbone_that_initializes_retinanet(tmp_path):
   assert dsc.is_classification_complete(data_dir, num_train=8, num_val=6)
   assert metrics['steps'] == 2 and 0.0 <= metrics['top1'] <= 1.0
   assert metrics['num_eval_examples'] == 6  # last partial batch counted
+  assert metrics['num_train_examples'] == 8  # from the records' sidecar
   with open(os.path.join(model_dir, runner.METRICS_FILE)) as f:
     assert json.load(f) == metrics
   for name in ('ckpt-2.index', 'operative_config.gin',
@@ -86,18 +88,27 @@ def test_pretrain_writes_backbone_that_initializes_retinanet(tmp_path):
   assert not runner.is_complete(model_dir, train_steps=4)
 
 
+def _patterns(data_dir):
+  """The DigitScenes crops of `data_dir` as `pretrain`'s patterns."""
+  return dict(train_pattern=dsc.file_pattern(data_dir, 'classification'),
+              val_pattern=dsc.file_pattern(data_dir, 'classification_val'))
+
+
 def test_bad_input_fails_clearly(tmp_path):
   model_dir = str(tmp_path / 'run')
   args = dict(model_dir=model_dir, num_classes=10, train_steps=2,
               steps_per_epoch=2)
-  with pytest.raises(FileNotFoundError, match='classification.json'):
-    runner.pretrain(data_dir=str(tmp_path / 'missing'), **args)
+  with pytest.raises(ValueError, match='classification-.*does not match'):
+    runner.pretrain(**_patterns(str(tmp_path / 'missing')), **args)
   data_dir = str(tmp_path / 'data')
   dsc.generate_classification(data_dir, num_train=2, num_val=8)
+  # The class count is checked against the records' metadata sidecar.
+  assert metadata.read_metadata(
+      _patterns(data_dir)['train_pattern'])['num_classes'] == 10
   with pytest.raises(ValueError, match='num_classes = 11 .* 10 classes'):
-    runner.pretrain(data_dir=data_dir, **dict(args, num_classes=11))
+    runner.pretrain(**_patterns(data_dir), **dict(args, num_classes=11))
   with pytest.raises(ValueError, match='multiple of steps_per_epoch'):
-    runner.pretrain(data_dir=data_dir, **dict(args, train_steps=3))
+    runner.pretrain(**_patterns(data_dir), **dict(args, train_steps=3))
 
   # Labels the model cannot predict are reported, not silently scored.
   small = model_lib.build_classifier(
@@ -114,5 +125,5 @@ def test_bad_input_fails_clearly(tmp_path):
     if name.startswith('classification_val-'):
       os.remove(os.path.join(data_dir, name))
   with pytest.raises(ValueError, match='classification_val-.*does not match'):
-    runner.pretrain(data_dir=data_dir, **args)
+    runner.pretrain(**_patterns(data_dir), **args)
   assert not os.path.exists(model_dir)  # no work was done

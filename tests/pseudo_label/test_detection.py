@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from st_tf.data import digitscenes
+from st_tf.datasets.digitscenes import scenes as digitscenes
 from st_tf.evaluation import coco
 from st_tf.pseudo_label import detection
 from st_tf.pseudo_label import teacher as teacher_lib

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from st_tf.data import digitscenes
+from st_tf.datasets.digitscenes import scenes as digitscenes
 from st_tf.modeling import backbones
 from st_tf.modeling import decoders
 from st_tf.modeling import detection as detection_modeling

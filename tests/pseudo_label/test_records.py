@@ -6,7 +6,7 @@ import pytest
 import tensorflow as tf
 
 from st_tf.data import decoders
-from st_tf.data import digitscenes
+from st_tf.datasets.digitscenes import scenes as digitscenes
 from st_tf.data import schema
 from st_tf.pseudo_label import background
 from st_tf.pseudo_label import records

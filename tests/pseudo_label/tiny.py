@@ -8,7 +8,7 @@ import tensorflow as tf
 import tf_keras
 
 from st_tf import model as model_lib
-from st_tf.data import digitscenes
+from st_tf.datasets.digitscenes import scenes as digitscenes
 from st_tf.losses import self_training
 from st_tf.modeling import backbones
 from st_tf.modeling import decoders

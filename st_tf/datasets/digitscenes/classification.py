@@ -2,13 +2,13 @@
 
 Our stand-in for the paper's ImageNet pre-training. Each example is a 64x64
 RGB crop holding ONE handwritten digit drawn exactly as DigitScenes draws the
-digits of its scenes (`digitscene_render.make_digit_crop`: same textured
+digits of its scenes (`render.make_digit_crop`: same textured
 backgrounds, clutter strokes, contrasting colours, 14-48 px digit heights and
 pixel noise), centred with a jitter of up to `max_jitter` px; the label is the
 digit 0..9 (no background class).
 
-Digits come only from the ``train`` digit pool of `digitscene_render.
-digit_pools` (the source of the ``labeled`` / ``unlabeled`` scenes), never
+Digits come only from the ``train`` digit pool of `render.digit_pools`
+(the source of the ``labeled`` / ``unlabeled`` scenes), never
 from the ``val`` pool, so pre-training sees no digit sample of the detection
 and segmentation ``val`` split.
 
@@ -20,6 +20,8 @@ Parts (written next to the scenes, e.g. in ``data/digitscenes``):
   1348 source digit samples with the training crops (with new backgrounds,
   scales, colours and positions): top-1 measures the fit to the pre-training
   distribution, not generalisation to new writers.
+* ``classification{,_val}.metadata.json``: their class-name sidecars
+  (`st_tf.data.metadata`; 10 classes).
 
 Records use Model Garden's classification keys (`official.vision.data.
 tf_example_feature_key.EncodedImageFeatureKey`, read by `official.vision.
@@ -39,7 +41,6 @@ its presence marks a complete copy. The scene splits and their
 from __future__ import annotations
 
 import io
-import json
 import os
 from typing import Dict, List, Optional, Tuple
 
@@ -51,13 +52,13 @@ from official.vision.data import tf_example_builder
 from official.vision.data import tf_example_feature_key as mg_keys
 
 from st_tf import atomic_io
-from st_tf.data import digitscenes
-from st_tf.data import sharded_writer
-from st_tf.data.digitscene_render import CROP_SIZE, digit_pools, make_digit_crop
+from st_tf.datasets.digitscenes import common
+from st_tf.datasets.digitscenes.render import (
+    CROP_SIZE, digit_pools, make_digit_crop)
 
 SPLITS = ('classification', 'classification_val')
 SPLIT_CODES = {'classification': 11, 'classification_val': 12}
-SOURCE_ID_BLOCK = 1_000_000
+SOURCE_ID_BLOCK = common.SOURCE_ID_BLOCK
 NUM_CLASSES = 10  # digits 0..9, no background
 CLASS_NAMES = tuple(str(d) for d in range(10))
 METADATA_FILE = 'classification.json'
@@ -74,22 +75,18 @@ SOURCE_ID = _IMAGE_KEYS.source_id    # 'image/source_id'
 DIGIT_INDEX = 'digit/source_index'
 
 # A crop costs ~1.5 ms of CPU, a writer process ~10 s of TF import: one
-# process is faster below this many crops per part.
-_MIN_CROPS_PER_WORKER = 20000
-
-
-def _check_split(split: str) -> None:
-  if split not in SPLITS:
-    raise ValueError(f'unknown DigitScenes classification split {split!r}; '
-                     f'expected {SPLITS}')
+# process is faster below 20000 crops per part.
+_PARTS = common.Parts('DigitScenes classification', 'crop', SPLIT_CODES,
+                      METADATA_FILE, task='classification',
+                      class_names=CLASS_NAMES,
+                      source='digitscenes_classification',
+                      make_flags=' --num_classification=12000',
+                      min_items_per_worker=20000)
 
 
 def source_id(split: str, index: int) -> int:
   """Numeric source id of crop `index` of `split`."""
-  _check_split(split)
-  if not 0 <= index < SOURCE_ID_BLOCK:
-    raise ValueError(f'crop index {index} outside [0, {SOURCE_ID_BLOCK})')
-  return SPLIT_CODES[split] * SOURCE_ID_BLOCK + index
+  return _PARTS.source_id(split, index)
 
 
 def crop_for(split: str, index: int, seed: int, size: int = CROP_SIZE,
@@ -99,11 +96,11 @@ def crop_for(split: str, index: int, seed: int, size: int = CROP_SIZE,
 
   Returns:
     (image uint8 [size, size, 3], digit label 0..9, `load_digits` index of
-    the source digit), as `digitscene_render.make_digit_crop`.
+    the source digit), as `render.make_digit_crop`.
   """
-  _check_split(split)
-  rng = np.random.default_rng([seed, SPLIT_CODES[split], index])
-  return make_digit_crop(rng, digit_pools()[DIGIT_POOL], size, max_jitter)
+  _PARTS.check_split(split)
+  return make_digit_crop(_PARTS.rng(seed, split, index),
+                         digit_pools()[DIGIT_POOL], size, max_jitter)
 
 
 def _encode(image: np.ndarray, image_format: str) -> bytes:
@@ -133,8 +130,18 @@ def make_example(item: dict) -> tf.train.Example:
 
 def file_pattern(output_dir: str, split: str = 'classification') -> str:
   """Glob of the TFRecord shards of `split` in `output_dir`."""
-  _check_split(split)
-  return os.path.join(output_dir, f'{split}-*.tfrecord')
+  return _PARTS.file_pattern(output_dir, split)
+
+
+@gin.configurable
+def digitscenes_classification_pattern(output_dir: str = gin.REQUIRED,
+                                       split: str = 'classification') -> str:
+  """Gin: `file_pattern` of `output_dir`, e.g. the pre-training demo's
+
+      pretrain.train_pattern = @train/digitscenes_classification_pattern()
+      digitscenes_classification_pattern.output_dir = %DATA_DIR
+  """
+  return file_pattern(output_dir, split)
 
 
 def generate_classification(output_dir: str,
@@ -150,8 +157,11 @@ def generate_classification(output_dir: str,
   """Writes the classification parts to `output_dir`.
 
   Writes ``{split}-0000i-of-0000n.tfrecord`` shards for ``classification``
-  and ``classification_val`` (n = min(num_shards, part size), at least 1),
-  then, last, ``classification.json``. Defaults take ~20 s on one core.
+  and ``classification_val`` (n = min(num_shards, part size), at least 1)
+  with their ``{split}.metadata.json`` sidecars (class names and count,
+  `st_tf.data.metadata`: what `--mode=pretrain` checks `num_classes`
+  against), then, last, ``classification.json``. Defaults take ~20 s on one
+  core.
 
   Args:
     output_dir: output folder (created; local or any tf.io.gfile path).
@@ -170,10 +180,8 @@ def generate_classification(output_dir: str,
   """
   sizes = {'classification': num_train, 'classification_val': num_val}
   for split, n in sizes.items():
-    if not 1 <= n < SOURCE_ID_BLOCK:
-      raise ValueError(f'{split} size must be in [1, {SOURCE_ID_BLOCK}), '
-                       f'got {n}')
-  digitscenes.check_generate_args(seed, num_shards, image_format)
+    common.check_count(f'{split} size', n, 1)
+  common.check_generate_args(seed, num_shards, image_format)
   if image_size < CROP_SIZE:
     raise ValueError(f'image_size must be >= {CROP_SIZE}, got {image_size}')
   if max_jitter < 0:
@@ -184,18 +192,12 @@ def generate_classification(output_dir: str,
     items = [{'split': split, 'index': i, 'seed': seed, 'size': image_size,
               'max_jitter': max_jitter, 'image_format': image_format}
              for i in range(sizes[split])]
-    result = sharded_writer.write_sharded(
-        items, make_example, os.path.join(output_dir, split),
-        num_shards=max(1, min(num_shards, sizes[split])),
-        num_workers=num_workers, min_items_per_worker=_MIN_CROPS_PER_WORKER,
-        desc=f'digitscenes/{split}')
+    result, entry = _PARTS.write(output_dir, split, items, make_example,
+                                 num_shards, num_workers)
     paths[split] = result.paths
-    splits_meta[split] = {
-        'num_examples': result.num_written,
-        'files': [os.path.basename(p) for p in result.paths],
-        'source_id_offset': SPLIT_CODES[split] * SOURCE_ID_BLOCK,
-        'digit_pool': DIGIT_POOL,
-    }
+    splits_meta[split] = {**entry,
+                          'source_id_offset': _PARTS.offset(split),
+                          'digit_pool': DIGIT_POOL}
   pool = digit_pools()[DIGIT_POOL]
   atomic_io.write_json(os.path.join(output_dir, METADATA_FILE), {
       'name': 'digitscenes_classification', 'version': 1, 'seed': seed,
@@ -210,13 +212,7 @@ def generate_classification(output_dir: str,
 
 def load_classification_metadata(output_dir: str) -> dict:
   """Reads ``classification.json``; raises FileNotFoundError naming it."""
-  path = os.path.join(output_dir, METADATA_FILE)
-  if not tf.io.gfile.exists(path):
-    raise FileNotFoundError(
-        f'{path} not found: run scripts/make_digitscenes.py '
-        f'--output_dir={output_dir} --num_classification=12000')
-  with tf.io.gfile.GFile(path) as f:
-    return json.load(f)
+  return _PARTS.load_metadata(output_dir)
 
 
 def is_classification_complete(output_dir: str, *,
@@ -237,12 +233,9 @@ def is_classification_complete(output_dir: str, *,
       return False
     counts = {'classification': num_train, 'classification_val': num_val}
     for split in SPLITS:
-      info = meta['splits'][split]
-      if counts[split] is not None and info['num_examples'] != counts[split]:
+      if not common.part_complete(output_dir, meta['splits'][split],
+                                  counts[split]):
         return False
-      for name in info['files']:
-        if not tf.io.gfile.exists(os.path.join(output_dir, name)):
-          return False
   except (FileNotFoundError, KeyError, TypeError, ValueError):
     return False
   return True

@@ -1,10 +1,10 @@
 """Drawing DigitScenes: handwritten digits on textured backgrounds (numpy only).
 
-The scene maker behind `st_tf.data.digitscenes` (which writes the splits),
-and the single-digit crop maker behind `st_tf.data.digitscenes_classification`
-(same backgrounds, colours, scales and noise; one centred digit).
-Digits are scikit-learn's `load_digits` (1797 8x8 grey images); see
-`digitscenes` for how they are split into disjoint train and val pools.
+The scene maker behind `scenes` (which writes the splits), and the
+single-digit crop maker behind `classification` (same backgrounds, colours,
+scales and noise; one centred digit). Digits are scikit-learn's
+`load_digits` (1797 8x8 grey images); see `scenes` for how they are split
+into disjoint pools.
 Images are uint8 [size, size, 3]; boxes float32 [N, 4] normalized yxyx,
 the tight extent of each digit's stroke pixels; classes digit + 1 (1..10);
 masks uint8 [size, size] with stroke pixels = class id, background 0.

@@ -10,11 +10,12 @@ import tensorflow as tf
 from official.vision.dataloaders import segmentation_input
 from official.vision.dataloaders import tf_example_decoder
 
-from st_tf.data import digitscenes
-from st_tf.data import digitscenes_classification
+from st_tf import paths
+from st_tf.datasets.digitscenes import scenes as digitscenes
+from st_tf.datasets.digitscenes import (
+    classification as digitscenes_classification)
 
-_REPO = os.path.dirname(os.path.dirname(os.path.dirname(
-    os.path.abspath(__file__))))
+_REPO = paths.REPO_ROOT
 _SMALL = dict(num_labeled=5, num_unlabeled=4, num_val=3)
 
 

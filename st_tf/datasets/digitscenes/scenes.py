@@ -50,29 +50,26 @@ TensorFlow is used only to encode and write records. Images are stored JPEG
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 from typing import Dict, List, Mapping, Optional, Tuple
 
 import gin
-import numpy as np
 from PIL import Image
 import tensorflow as tf
 
 from st_tf import atomic_io
-from st_tf.data import metadata
 from st_tf.data import schema
-from st_tf.data.digitscene_render import (  # re-exported  # noqa: F401
+from st_tf.datasets.digitscenes import common
+from st_tf.datasets.digitscenes.render import (  # re-exported  # noqa: F401
     IMAGE_SIZE, VAL_POOL_FRACTION, DigitPool, digit_pools, make_scene,
     pool_block)
-from st_tf.data import sharded_writer
 
 SPLITS = ('labeled', 'unlabeled', 'val', 'test')
 NUM_CLASSES = 11  # 10 digits + background
 CLASS_NAMES = ('background',) + tuple(str(d) for d in range(10))
 METADATA_FILE = 'digitscenes.json'
 SPLIT_CODES = {'labeled': 1, 'unlabeled': 2, 'val': 3, 'test': 4}
-SOURCE_ID_BLOCK = 1_000_000
+SOURCE_ID_BLOCK = common.SOURCE_ID_BLOCK
 
 
 @dataclasses.dataclass(frozen=True)
@@ -108,8 +105,11 @@ DEFAULT_NUM_UNLABELED = LAYOUTS['v1'].sizes['unlabeled']
 DEFAULT_NUM_VAL = LAYOUTS['v1'].sizes['val']
 
 # A scene costs ~4 ms of CPU, a writer process ~10 s of TF import: one
-# process is faster below this many scenes per split.
-_MIN_SCENES_PER_WORKER = 10000
+# process is faster below 10000 scenes per split.
+# Records hold boxes and masks: both tasks.
+_PARTS = common.Parts('DigitScenes', 'scene', SPLIT_CODES, METADATA_FILE,
+                      task='detection+segmentation', class_names=CLASS_NAMES,
+                      source='digitscenes', min_items_per_worker=10000)
 
 
 def get_layout(layout: str) -> Layout:
@@ -135,18 +135,14 @@ def _check_split(split: str, layout: str = DEFAULT_LAYOUT) -> None:
 
 def source_id(split: str, index: int) -> int:
   """Numeric source id (also the COCO image id) of scene `index` of `split`."""
-  if split not in SPLIT_CODES:
-    raise ValueError(f'unknown DigitScenes split {split!r}; expected {SPLITS}')
-  if not 0 <= index < SOURCE_ID_BLOCK:
-    raise ValueError(f'scene index {index} outside [0, {SOURCE_ID_BLOCK})')
-  return SPLIT_CODES[split] * SOURCE_ID_BLOCK + index
+  return _PARTS.source_id(split, index)
 
 
 def scene_for(split: str, index: int, seed: int, size: int = IMAGE_SIZE,
               layout: str = DEFAULT_LAYOUT):
   """The deterministic scene `index` of `split` for `seed` (see make_scene)."""
-  rng = np.random.default_rng([seed, SPLIT_CODES[split], index])
-  return make_scene(rng, pool_for_split(split, layout), size)
+  return make_scene(_PARTS.rng(seed, split, index),
+                    pool_for_split(split, layout), size)
 
 
 # ---------------------------------------------------------------- writing ---
@@ -179,9 +175,7 @@ def make_example(item: dict) -> tf.train.Example:
 
 def file_pattern(output_dir: str, split: str) -> str:
   """Glob of the TFRecord shards of `split` in `output_dir`."""
-  if split not in SPLITS:
-    raise ValueError(f'unknown DigitScenes split {split!r}; expected {SPLITS}')
-  return os.path.join(output_dir, f'{split}-*.tfrecord')
+  return _PARTS.file_pattern(output_dir, split)
 
 
 def _coco_from_records(paths: List[str], split: str) -> dict:
@@ -223,9 +217,7 @@ def _split_sizes(layout: Layout, sizes: Mapping[str, Optional[int]]
   for split in layout.splits:
     n = sizes.get(split)
     n = layout.sizes[split] if n is None else int(n)
-    if not 0 <= n < SOURCE_ID_BLOCK:
-      raise ValueError(f'num_{split} must be in [0, {SOURCE_ID_BLOCK}), '
-                       f'got {n}')
+    common.check_count(f'num_{split}', n, 0)
     out[split] = n
   unknown = [s for s, n in sizes.items()
              if n is not None and s not in layout.splits]
@@ -233,18 +225,6 @@ def _split_sizes(layout: Layout, sizes: Mapping[str, Optional[int]]
     raise ValueError(f'layout {layout.name!r} has no split {unknown[0]!r} '
                      f'(its splits: {layout.splits})')
   return out
-
-
-def check_generate_args(seed: int, num_shards: int, image_format: str
-                        ) -> None:
-  """ValueError for a negative seed, no shard or an unknown image format."""
-  if seed < 0:
-    raise ValueError(f'seed must be >= 0, got {seed}')
-  if num_shards < 1:
-    raise ValueError(f'num_shards must be >= 1, got {num_shards}')
-  if image_format not in ('jpeg', 'png'):
-    raise ValueError(f"image_format must be 'jpeg' or 'png', got "
-                     f'{image_format!r}')
 
 
 def generate(output_dir: str,
@@ -290,7 +270,7 @@ def generate(output_dir: str,
   sizes = _split_sizes(spec, {'labeled': num_labeled,
                               'unlabeled': num_unlabeled, 'val': num_val,
                               'test': num_test})
-  check_generate_args(seed, num_shards, image_format)
+  common.check_generate_args(seed, num_shards, image_format)
   tf.io.gfile.makedirs(output_dir)
   paths, splits_meta = {}, {}
   for split, count in sizes.items():
@@ -301,23 +281,14 @@ def generate(output_dir: str,
     items = [{'split': split, 'index': i, 'seed': seed, 'size': image_size,
               'image_format': image_format, 'image_dir': image_dir,
               'layout': layout} for i in range(count)]
-    result = sharded_writer.write_sharded(
-        items, make_example, os.path.join(output_dir, split),
-        num_shards=max(1, min(num_shards, count)),
-        num_workers=num_workers, min_items_per_worker=_MIN_SCENES_PER_WORKER,
-        desc=f'digitscenes/{split}')
+    result, entry = _PARTS.write(output_dir, split, items, make_example,
+                                 num_shards, num_workers)
     paths[split] = result.paths
     atomic_io.write_json(os.path.join(output_dir, f'{split}.json'),
                          _coco_from_records(result.paths, split))
-    metadata.write_metadata(  # Records hold boxes and masks: both tasks.
-        os.path.join(output_dir, split), task='detection+segmentation',
-        category_names=list(CLASS_NAMES), num_examples=result.num_written,
-        files=result.paths, source='digitscenes')
     splits_meta[split] = {
-        'num_examples': result.num_written,
-        'files': [os.path.basename(p) for p in result.paths],
-        'coco_json': f'{split}.json',
-        'source_id_offset': SPLIT_CODES[split] * SOURCE_ID_BLOCK,
+        **entry, 'coco_json': f'{split}.json',
+        'source_id_offset': _PARTS.offset(split),
         'digit_pool': list(spec.pools[split]),
     }
   atomic_io.write_json(os.path.join(output_dir, METADATA_FILE), {
@@ -331,12 +302,7 @@ def generate(output_dir: str,
 
 def load_metadata(output_dir: str) -> dict:
   """Reads ``digitscenes.json``; raises FileNotFoundError naming the path."""
-  path = os.path.join(output_dir, METADATA_FILE)
-  if not tf.io.gfile.exists(path):
-    raise FileNotFoundError(f'{path} not found: run scripts/make_digitscenes.py'
-                            f' --output_dir={output_dir}')
-  with tf.io.gfile.GFile(path) as f:
-    return json.load(f)
+  return _PARTS.load_metadata(output_dir)
 
 
 def is_complete(output_dir: str, *, num_labeled: Optional[int] = None,
@@ -363,11 +329,9 @@ def is_complete(output_dir: str, *, num_labeled: Optional[int] = None,
       return False
     for split in get_layout(stored_layout).splits:
       info = meta['splits'][split]
-      if wanted[split] is not None and info['num_examples'] != wanted[split]:
+      if not common.part_complete(output_dir, info, wanted[split],
+                                  [info['coco_json']]):
         return False
-      for name in info['files'] + [info['coco_json']]:
-        if not tf.io.gfile.exists(os.path.join(output_dir, name)):
-          return False
   except (FileNotFoundError, KeyError, TypeError, ValueError):
     return False
   return True

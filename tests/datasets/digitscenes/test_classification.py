@@ -9,9 +9,9 @@ import pytest
 import tensorflow as tf
 from official.vision.dataloaders import classification_input
 
-from st_tf.data import digitscene_render
-from st_tf.data import digitscenes
-from st_tf.data import digitscenes_classification as dsc
+from st_tf.datasets.digitscenes import render as digitscene_render
+from st_tf.datasets.digitscenes import scenes as digitscenes
+from st_tf.datasets.digitscenes import classification as dsc
 
 
 def _records(pattern):
