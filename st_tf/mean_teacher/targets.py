@@ -223,7 +223,8 @@ class SegmentationTargets:
 
   def settings(self) -> Dict[str, Any]:
     """The task and selection rule, for reports (JSON-serializable)."""
-    return {'task': tasks.SEGMENTATION.name, 'pixel_threshold': self.pixel_threshold}
+    return {'task': tasks.SEGMENTATION.name,
+            'pixel_threshold': self.pixel_threshold}
 
   def __call__(self, teacher: tf_keras.Model,
                views: Mapping[str, tf.Tensor]) -> Dict[str, Any]:

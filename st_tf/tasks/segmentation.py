@@ -1,7 +1,7 @@
 """The segmentation task: per-pixel class maps, mIoU, pixel pseudo labels."""
 from __future__ import annotations
 
-from typing import Any, Mapping, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Tuple
 
 from st_tf.data import schema
 from st_tf.tasks import base
@@ -30,7 +30,7 @@ class SegmentationTask(base.Task):
     from st_tf.export import saved_model  # pylint: disable=g-import-not-at-top
     return saved_model.SegmentationServingModule
 
-  def evaluate_fn(self):
+  def evaluate_fn(self) -> Callable[..., Dict[str, float]]:
     from st_tf.evaluation import segmentation  # pylint: disable=g-import-not-at-top
     return segmentation.evaluate_segmentation
 
@@ -38,11 +38,11 @@ class SegmentationTask(base.Task):
     from st_tf.evaluation import segmentation  # pylint: disable=g-import-not-at-top
     return (segmentation.PER_CLASS_PREFIX, 'IoU', '')
 
-  def checkpoint_forward(self, teacher, images):
+  def checkpoint_forward(self, teacher: Any, images: Any) -> Dict[str, Any]:
     """The whole model ({'logits': ...})."""
     return teacher.model(images, training=False)
 
-  def check_flip_tta(self, teacher, flip_tta: bool) -> None:
+  def check_flip_tta(self, teacher: Any, flip_tta: bool) -> None:
     if flip_tta and not teacher.supports_segmentation_flip:
       raise ValueError('flip_tta for segmentation needs a checkpoint teacher')
 
@@ -73,25 +73,28 @@ class SegmentationTask(base.Task):
       return tuple(float(m) for m in feature['mean'])
     return None
 
-  def stage_fns(self, teacher, spec):
+  def stage_fns(self, teacher: Any, spec: Any) -> base.StageFns:
     from st_tf.pseudo_label import inference  # pylint: disable=g-import-not-at-top
     return inference.segmentation_fns(teacher, spec)
 
-  def resolve_thresholds(self, request, quality_thresholds, teacher,
-                         strategy, all_units, nms, job):
+  def resolve_thresholds(self, request: Any,
+                         quality_thresholds: Sequence[float], teacher: Any,
+                         strategy: Any, all_units: Sequence[Any], nms: Any,
+                         job: Any) -> Any:
     """The selection is unused: 'auto' reads 0.5, no band."""
     from st_tf.pseudo_label import thresholds  # pylint: disable=g-import-not-at-top
     del teacher, strategy, all_units, nms, job
     return thresholds.resolve_unused(request, quality_thresholds)
 
-  def make_labeler(self, options, pixels, quality_thresholds):
+  def make_labeler(self, options: Mapping[str, Any], pixels: Any,
+                   quality_thresholds: Sequence[float]) -> Any:
     from st_tf.pseudo_label import labeler  # pylint: disable=g-import-not-at-top
     return labeler.SegmentationLabeler(
         pixel_threshold=pixels.pixel_threshold,
         class_pixel_thresholds=pixels.class_pixel_thresholds,
         quality_thresholds=quality_thresholds, **options)
 
-  def job_quality(self, folder, seg_counts,
+  def job_quality(self, folder: Any, seg_counts: Mapping[str, list],
                   quality_thresholds: Sequence[float]) -> Optional[dict]:
     """Coverage / pixel accuracy / mIoU of the summed confusion counts."""
     from st_tf.pseudo_label import quality  # pylint: disable=g-import-not-at-top
