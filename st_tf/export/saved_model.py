@@ -48,6 +48,7 @@ import tf_keras
 from official.vision.ops import preprocess_ops
 
 from st_tf import atomic_io
+from st_tf import tasks
 from st_tf.data import metadata
 from st_tf.training import checkpoints
 
@@ -192,12 +193,6 @@ class SegmentationServingModule(_ServingModule):
     return dict(outputs, image_info=image_info)
 
 
-SERVING_MODULES = {
-    'detection': DetectionServingModule,
-    'segmentation': SegmentationServingModule,
-}
-
-
 def export_saved_model(model: tf_keras.Model, export_dir: str, *,
                        input_size: Sequence[int], task: str,
                        category_names: Optional[Dict[int, str]] = None
@@ -212,18 +207,17 @@ def export_saved_model(model: tf_keras.Model, export_dir: str, *,
       `FILE_LIST` last. `is_complete` checks the list, so a partial export
       (or one copied object by object) is never taken for a whole one.
     input_size: [H, W] of the serving input.
-    task: a key of `SERVING_MODULES` ('detection' or 'segmentation').
+    task: an `st_tf.tasks` name ('detection' or 'segmentation'): its
+      `Task.serving_module` serves the model.
     category_names: {class id: name} (see the module docstring); None or
       {}: ids only.
 
   Returns:
     `export_dir`.
   """
-  if task not in SERVING_MODULES:
-    raise ValueError(f'unknown task {task!r}; expected one of '
-                     f'{sorted(SERVING_MODULES)}')
+  serving_module = tasks.get(task).serving_module()  # ValueError if unknown.
   names = metadata.normalize_names(category_names, 'export category_names')
-  module = SERVING_MODULES[task](model, input_size, names)
+  module = serving_module(model, input_size, names)
   signatures = module.signatures()
   # Object stores (URLs) have no atomic directory rename (GCS copies object
   # by object; ram:// has none): write in place, the file list last.
@@ -321,7 +315,7 @@ def export(model_dir: str = gin.REQUIRED,
     export_dir: base directory; None -> `model_dir/export`. The SavedModel is
       written to `<export_dir>/<step>`.
     input_size: [H, W] serving input size.
-    task: 'detection' or 'segmentation' (a `SERVING_MODULES` key).
+    task: 'detection' or 'segmentation' (an `st_tf.tasks` name).
     checkpoint: checkpoint prefix or directory; None -> latest in model_dir.
     category_names: {class id: name}; None -> gin `category_names` (the
       labeled records' metadata, `st_tf/data/metadata.py`).

@@ -30,6 +30,7 @@ import tf_keras
 from official.vision.ops import box_ops
 from official.vision.ops import preprocess_ops
 
+from st_tf import tasks
 from st_tf.data import augment
 from st_tf.data import parsers
 from st_tf.pseudo_label import detection
@@ -83,7 +84,7 @@ class DetectionTargets:
 
   def settings(self) -> Dict[str, Any]:
     """The task and selection rules, for reports (JSON-serializable)."""
-    return {'task': 'detection',
+    return {'task': tasks.DETECTION.name,
             'score_threshold': self.selection.score_threshold,
             'band_low': self.selection.band_low,
             'max_boxes': self.selection.max_boxes,
@@ -222,7 +223,8 @@ class SegmentationTargets:
 
   def settings(self) -> Dict[str, Any]:
     """The task and selection rule, for reports (JSON-serializable)."""
-    return {'task': 'segmentation', 'pixel_threshold': self.pixel_threshold}
+    return {'task': tasks.SEGMENTATION.name,
+            'pixel_threshold': self.pixel_threshold}
 
   def __call__(self, teacher: tf_keras.Model,
                views: Mapping[str, tf.Tensor]) -> Dict[str, Any]:

@@ -16,6 +16,7 @@ import numpy as np
 import tensorflow as tf
 import tqdm
 
+from st_tf import tasks
 from st_tf.pseudo_label import background
 from st_tf.pseudo_label import inference
 from st_tf.pseudo_label import inputs
@@ -99,8 +100,14 @@ def _pending_shards(folder: writer_lib.OutputFolder,
                     ) -> Tuple[List[inputs.WorkUnit], List[str],
                                Dict[str, list]]:
   """(units still to label, their shard names, the segmentation quality
-  counts of the finished shards) of a (resumed) job."""
+  counts of the finished shards) of a (resumed) job.
+
+  A finished shard counts as scored when its manifest entry holds quality
+  counts (`Task.resumed_counts`) or its quality rows file is there
+  (`Task.has_quality_rows`).
+  """
   seg_counts: Dict[str, list] = {}
+  task_obj = tasks.get(task)
   stems = writer_lib.shard_stems(paths)
   pending, pending_names, unscored = [], [], []
   for unit in units:
@@ -109,11 +116,11 @@ def _pending_shards(folder: writer_lib.OutputFolder,
       logging.info('Skipping finished shard %s', name)
       if with_quality:
         entry = folder.manifest['shards'][name]
-        if task == 'segmentation' and 'quality' in entry:
-          seg_counts = quality_lib.add_counts(seg_counts, entry['quality'])
-        elif entry['images_in'] and (
-            task == 'segmentation' or not tf.io.gfile.exists(
-                os.path.join(output_dir, name + writer_lib.QUALITY_SUFFIX))):
+        counts = task_obj.resumed_counts(entry)
+        if counts is not None:
+          seg_counts = quality_lib.add_counts(seg_counts, counts)
+        elif entry['images_in'] and not task_obj.has_quality_rows(
+            os.path.join(output_dir, name + writer_lib.QUALITY_SUFFIX)):
           unscored.append(name)  # Finished by a run with quality=False.
     else:
       pending.append(unit)

@@ -10,11 +10,13 @@ no on-device intermediate handed back to Python): the runner's default.
 """
 from __future__ import annotations
 
-from typing import Any, Dict, Optional, Sequence
+import dataclasses
+from typing import Any, Callable, Dict, Optional, Sequence, Tuple
 
 import numpy as np
 import tensorflow as tf
 
+from st_tf import tasks
 from st_tf.pseudo_label import detection
 from st_tf.pseudo_label import multiscale
 from st_tf.pseudo_label import options as options_lib
@@ -22,6 +24,69 @@ from st_tf.pseudo_label import teacher as teacher_lib
 
 # Class-count bound for flip merging when neither teacher nor caller gives one.
 _UNKNOWN_NUM_CLASSES = 1024
+
+
+@dataclasses.dataclass(frozen=True)
+class StageSpec:
+  """What a task's stage functions need (`Task.stage_fns`; see
+  `InferenceStages`); `multi`: `scales` is not single-scale."""
+  generator: Any
+  flip: bool
+  scales: Sequence[float]
+  multi: bool
+  num_classes: int
+  nms_iou_threshold: float
+  max_num_detections: int
+  selection: detection.BoxSelection
+  quality_threshold: Optional[float]
+
+
+StageFns = Tuple[Callable[..., Any], Callable[[Any], Any]]
+
+
+def detection_fns(teacher: teacher_lib.Teacher, spec: StageSpec) -> StageFns:
+  """Detection `(network_fn, post_fn)`: the network (and its flip), then
+  decoding + NMS (+ flip merging) + `select_in_graph`."""
+  # Multi-scale: flips are views of its stages.
+  network, post = (teacher.multiscale_detection_stages(
+      spec.generator, spec.scales, spec.flip, spec.num_classes,
+      spec.nms_iou_threshold, spec.max_num_detections) if spec.multi else
+                   teacher.detection_stages(spec.generator))
+  flip, multi = spec.flip, spec.multi
+
+  def network_fn(images, image_info):
+    out = {'raw': network(images), 'image_info': image_info}
+    if flip and not multi:
+      out['flipped'] = network(tf.image.flip_left_right(images))
+    return out
+
+  def post_fn(out):
+    dets = post(out['raw'])
+    if flip and not multi:
+      dets = detection.merge_flipped(
+          dets, post(out['flipped']), teacher.input_size[1], spec.num_classes,
+          spec.nms_iou_threshold, spec.max_num_detections)
+    return detection.select_in_graph(dets, out['image_info'], spec.selection,
+                                     spec.quality_threshold)
+
+  return network_fn, post_fn
+
+
+def segmentation_fns(teacher: teacher_lib.Teacher,
+                     spec: StageSpec) -> StageFns:
+  """Segmentation `(network_fn, post_fn)`: `teacher.segment` -> 'maps';
+  nothing after it."""
+  flip, scales, multi = spec.flip, spec.scales, spec.multi
+
+  def network_fn(images, image_info):
+    del image_info
+    return {'maps': (teacher.segment(images, flip, scales) if multi
+                     else teacher.segment(images, flip))}
+
+  def post_fn(out):
+    return out
+
+  return network_fn, post_fn
 
 
 class InferenceStages:
@@ -58,7 +123,6 @@ class InferenceStages:
     self.strategy, self.batch_size = strategy, batch_size
     selection = selection or detection.BoxSelection(
         0.0, max_boxes=max_num_detections)
-    segmentation_task = teacher.task == 'segmentation'
     num_classes = num_classes or teacher.num_classes or _UNKNOWN_NUM_CLASSES
     multi = not multiscale.is_single_scale(multiscale.check_scales(scales))
     if multi and not getattr(teacher, 'supports_multiscale', False):
@@ -66,31 +130,10 @@ class InferenceStages:
           f'pseudo_label.scales = {tuple(scales)} needs a checkpoint teacher '
           f'(teacher {teacher.teacher_id} cannot run at other input sizes); '
           'use @checkpoint_teacher or scales = (1.0,).')
-    if not segmentation_task:  # Multi-scale: flips are views of its stages.
-      network, post = (teacher.multiscale_detection_stages(
-          generator, scales, flip, num_classes, nms_iou_threshold,
-          max_num_detections) if multi else
-                       teacher.detection_stages(generator))
-
-    def network_fn(images, image_info):
-      if segmentation_task:
-        return {'maps': (teacher.segment(images, flip, scales) if multi
-                         else teacher.segment(images, flip))}
-      out = {'raw': network(images), 'image_info': image_info}
-      if flip and not multi:
-        out['flipped'] = network(tf.image.flip_left_right(images))
-      return out
-
-    def post_fn(out):
-      if segmentation_task:
-        return out
-      dets = post(out['raw'])
-      if flip and not multi:
-        dets = detection.merge_flipped(
-            dets, post(out['flipped']), teacher.input_size[1], num_classes,
-            nms_iou_threshold, max_num_detections)
-      return detection.select_in_graph(dets, out['image_info'], selection,
-                                       quality_threshold)
+    network_fn, post_fn = tasks.get(teacher.task).stage_fns(
+        teacher, StageSpec(generator, flip, scales, multi, num_classes,
+                           nms_iou_threshold, max_num_detections, selection,
+                           quality_threshold))
 
     def fused_fn(images, image_info):
       return post_fn(network_fn(images, image_info))

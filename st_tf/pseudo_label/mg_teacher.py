@@ -46,6 +46,7 @@ import tensorflow as tf
 from official.modeling.hyperparams import params_dict
 from official.vision.ops import preprocess_ops
 
+from st_tf import tasks
 from st_tf.ops import image_info as image_info_ops
 from st_tf.pseudo_label import segmentation
 from st_tf.pseudo_label import teacher as teacher_lib
@@ -98,12 +99,11 @@ def _export_flag(params: Dict[str, Any], name: str) -> bool:
 
 def pad_value(params: Dict[str, Any], task: str) -> Tuple[float, ...]:
   """RGB in [0, 255] of Model Garden's padding: its mean (it normalizes,
-  then pads with zeros); segmentation configs may set their own mean."""
-  if task == 'segmentation':
-    feature = ((params.get('task') or {}).get('train_data') or {}).get(
-        'image_feature') or {}
-    if feature.get('mean'):
-      return tuple(float(m) for m in feature['mean'])
+  then pads with zeros); segmentation configs may set their own mean
+  (`Task.model_garden_pad_value`)."""
+  own = tasks.get(task).model_garden_pad_value(params)
+  if own is not None:
+    return own
   return tuple(float(m) for m in preprocess_ops.MEAN_RGB)
 
 
@@ -154,12 +154,12 @@ def logits_to_input_frame(logits: tf.Tensor, image_info: Optional[tf.Tensor],
 
 
 def _task(export_dir: str, outputs: Dict[str, tf.TensorSpec]) -> str:
-  """'detection' or 'segmentation' from the signature's outputs."""
-  if set(DETECTION_OUTPUTS) <= set(outputs):
-    return 'detection'
+  """The task name (`st_tf.tasks`) the signature's outputs tell
+  (`Task.model_garden_match`, the first registered task that matches)."""
+  for task in tasks.all_tasks():
+    if task.model_garden_match(outputs):
+      return task.name
   logits = outputs.get(SEGMENTATION_OUTPUT)
-  if logits is not None and logits.shape.rank == 4:
-    return 'segmentation'
   kind = (' (rank-2 logits: an image classification model?)'
           if logits is not None else '')
   raise ValueError(
@@ -186,7 +186,7 @@ class ModelGardenTeacher(teacher_lib.Teacher):
       export_dir: the SavedModel folder (holding saved_model.pb).
       loaded: `tf.saved_model.load(export_dir)` (kept alive with `fn`).
       fn: its `serving_default` concrete function.
-      task: expected task ('detection' / 'segmentation'), or None.
+      task: expected task (an `st_tf.tasks` name), or None.
       input_size: (H, W) fed to the SavedModel; default: the 'logits' size
         (segmentation), else `params.yaml`'s `task.model.input_size`.
     """
@@ -212,10 +212,8 @@ class ModelGardenTeacher(teacher_lib.Teacher):
     self.teacher_id = teacher_lib.saved_model_fingerprint(export_dir)
 
   def _input_size(self, input_size, params, outputs) -> Tuple[int, int]:
-    logits = outputs.get(SEGMENTATION_OUTPUT)
     candidates = [input_size,
-                  list(logits.shape[1:3]) if self.task == 'segmentation'
-                  else None,
+                  tasks.get(self.task).model_garden_input_size(outputs),
                   (_model_params(params).get('input_size') or [None])[:2]]
     for size in candidates:
       if size is not None and len(size) == 2 and None not in size:
@@ -231,8 +229,8 @@ class ModelGardenTeacher(teacher_lib.Teacher):
 
   def _num_classes(self, params, outputs) -> Optional[int]:
     value = _model_params(params).get('num_classes')
-    if value is None and self.task == 'segmentation':
-      value = outputs[SEGMENTATION_OUTPUT].shape[-1]
+    if value is None:
+      value = tasks.get(self.task).model_garden_num_classes(outputs)
     return None if value is None else int(value)
 
   def forward(self, images: tf.Tensor) -> Dict[str, tf.Tensor]:

@@ -47,8 +47,8 @@ from absl import logging
 import gin
 import tensorflow as tf
 
+from st_tf import tasks
 from st_tf.data import metadata as metadata_lib
-from st_tf.data import schema
 from st_tf.pseudo_label import auto_threshold as auto_lib
 from st_tf.pseudo_label import batch_loop
 from st_tf.pseudo_label import detection
@@ -65,10 +65,11 @@ from st_tf.training import strategy as strategy_lib
 
 
 def has_ground_truth(path: str, task: str) -> bool:
-  """Whether the first record of `path` holds labels for `task`."""
+  """Whether the first record of `path` holds labels for `task` (its
+  `Task.ground_truth_key`)."""
+  key = tasks.get(task).ground_truth_key
   for raw in tf.data.TFRecordDataset(path).take(1):
     f = tf.train.Example.FromString(raw.numpy()).features.feature
-    key = schema.BOX_YMIN if task == 'detection' else schema.SEGMENTATION_MASK
     return key in f
   return False
 
@@ -124,9 +125,7 @@ def _load_teacher(teacher: Union[teacher_lib.Teacher,
     if not isinstance(teacher, teacher_lib.Teacher):
       teacher = teacher()
   teacher.check_num_classes(num_classes)
-  if flip_tta and teacher.task == 'segmentation' and (
-      not teacher.supports_segmentation_flip):
-    raise ValueError('flip_tta for segmentation needs a checkpoint teacher')
+  tasks.get(teacher.task).check_flip_tta(teacher, flip_tta)
   return teacher, strategy
 
 
@@ -204,31 +203,24 @@ def _labeler(teacher: teacher_lib.Teacher, num_classes: Optional[int],
              quality_thresholds: Sequence[float]
              ) -> Union[labeler_lib.DetectionLabeler,
                         labeler_lib.SegmentationLabeler]:
-  """The teacher task's labeler (`labeler.py`)."""
+  """The teacher task's labeler (`Task.make_labeler`, `labeler.py`)."""
   options = dict(teacher_id=teacher.teacher_id,
                  num_classes=num_classes or teacher.num_classes,
                  with_quality=with_quality,
                  keep_empty_images=output.keep_empty_images,
                  gallery_size=output.gallery_size, category_names=names)
-  if teacher.task == 'detection':
-    return labeler_lib.DetectionLabeler(**options)
-  return labeler_lib.SegmentationLabeler(
-      pixel_threshold=pixels.pixel_threshold,
-      class_pixel_thresholds=pixels.class_pixel_thresholds,
-      quality_thresholds=quality_thresholds, **options)
+  return tasks.get(teacher.task).make_labeler(options, pixels,
+                                              quality_thresholds)
 
 
 def _quality(folder: writer_lib.OutputFolder, with_quality: bool, task: str,
              seg_counts: Dict[str, list],
              quality_thresholds: Sequence[float]) -> Optional[dict]:
-  """The job's pseudo-label quality (None when not scored)."""
-  if with_quality and task == 'detection':
-    scored = folder.quality_images()
-    if scored:  # None when every shard was labeled with quality off.
-      return quality_lib.detection_quality(scored, quality_thresholds)
-  elif with_quality and seg_counts:
-    return quality_lib.segmentation_quality(seg_counts)
-  return None
+  """The job's pseudo-label quality (`Task.job_quality`; None when not
+  scored)."""
+  if not with_quality:
+    return None
+  return tasks.get(task).job_quality(folder, seg_counts, quality_thresholds)
 
 
 def _finish(folder: writer_lib.OutputFolder, job: options_lib.JobOptions,

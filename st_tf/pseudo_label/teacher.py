@@ -35,27 +35,18 @@ from typing import Any, Callable, Dict, Optional, Sequence, Tuple, Union
 import gin
 import tensorflow as tf
 import tf_keras
-from official.vision.modeling import retinanet_model
-from official.vision.modeling import segmentation_model
 from official.vision.ops import preprocess_ops
 
+from st_tf import tasks
 from st_tf.export import saved_model
 from st_tf.pseudo_label import detection
 from st_tf.pseudo_label import multiscale
 from st_tf.pseudo_label import segmentation
 from st_tf.training import checkpoints
 
-# Model Garden network class -> task.
-NETWORK_TASKS = {
-    retinanet_model.RetinaNetModel: 'detection',
-    segmentation_model.SegmentationModel: 'segmentation',
-}
-# Outputs of our export signatures (st_tf/export/saved_model.py) per task.
-SIGNATURE_OUTPUTS = {
-    'detection': ('detection_boxes', 'detection_scores', 'detection_classes',
-                  'num_detections'),
-    'segmentation': ('class_map', 'confidence'),
-}
+# A teacher's task (`Teacher.task`, a `st_tf.tasks` name) is told from its
+# Model Garden network class (`Task.network_class`, checkpoints) or its
+# signature's outputs (`Task.signature_outputs`, our SavedModels).
 SIGNATURE = 'serving_default'
 
 
@@ -161,13 +152,13 @@ class CheckpointTeacher(Teacher):
     """
     self.model = model
     self.network = _network_of(model)
-    tasks = [t for cls, t in NETWORK_TASKS.items()
-             if isinstance(self.network, cls)]
-    if not tasks:
+    found = [t for t in tasks.all_tasks()
+             if isinstance(self.network, t.network_class())]
+    if not found:
       raise ValueError(
           f'teacher network {type(self.network).__name__} is not one of '
-          f'{[c.__name__ for c in NETWORK_TASKS]}')
-    self.task = tasks[0]
+          f'{[t.network_class().__name__ for t in tasks.all_tasks()]}')
+    self.task, self._task = found[0].name, found[0]
     self.input_size = self._input_size(input_size)
     model(tf.zeros([1, *self.input_size, 3], tf.uint8), training=False)
     path, step = checkpoints.restore_model(model, model_dir, checkpoint)
@@ -184,20 +175,16 @@ class CheckpointTeacher(Teacher):
     return int(input_size[0]), int(input_size[1])
 
   def forward(self, images: tf.Tensor) -> Dict[str, Any]:
-    if self.task == 'segmentation':
-      return self.model(images, training=False)
-    return retinanet_raw_outputs(self.network, images)
+    return self._task.checkpoint_forward(self, images)
 
   def detections(self, images, generator):
     return detection.generate(generator, self.forward(images),
                               self.network.get_config(), self.input_size)
 
   def detection_stages(self, generator):
-    if self.task != 'detection':
-      return super().detection_stages(generator)
-    config = self.network.get_config()
-    return self.forward, lambda raw: detection.generate(
-        generator, raw, config, self.input_size)
+    stages = self._task.checkpoint_detection_stages(self, generator)
+    return stages if stages is not None else super().detection_stages(
+        generator)
 
   def multiscale_detection_stages(self, generator, scales, flip: bool,
                                   num_classes: int, nms_iou_threshold: float,
@@ -302,18 +289,18 @@ class SavedModelTeacher(Teacher):
           f'SavedModel {export_dir}: {SIGNATURE} must take images=uint8 '
           f'[B, H, W, 3] with a fixed H, W; got inputs {kwargs}')
     outputs = set(self._fn.structured_outputs)
-    tasks = [t for t, keys in SIGNATURE_OUTPUTS.items()
-             if set(keys) <= outputs]
-    if not tasks:
+    found = [t.name for t in tasks.all_tasks()
+             if set(t.signature_outputs) <= outputs]
+    if not found:
+      wanted = ' nor '.join(f'the {t.name} outputs {list(t.signature_outputs)}'
+                            for t in tasks.all_tasks())
       raise ValueError(
           f'SavedModel {export_dir}: {SIGNATURE} outputs {sorted(outputs)} '
-          f'hold neither the detection outputs '
-          f'{list(SIGNATURE_OUTPUTS["detection"])} nor the segmentation '
-          f'outputs {list(SIGNATURE_OUTPUTS["segmentation"])}')
-    if task is not None and task not in tasks:
-      raise ValueError(f'SavedModel {export_dir} is a {tasks[0]} model, not '
+          f'hold neither {wanted}')
+    if task is not None and task not in found:
+      raise ValueError(f'SavedModel {export_dir} is a {found[0]} model, not '
                        f'{task}')
-    self.task = tasks[0]
+    self.task = found[0]
     self.input_size = (int(spec.shape[1]), int(spec.shape[2]))
     self.num_classes = None
     self.export_dir = export_dir

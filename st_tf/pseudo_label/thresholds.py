@@ -1,9 +1,11 @@
 """`pseudo_label`'s box selection: given thresholds, or 'auto' ones.
 
 `resolve` turns the requested `options.ThresholdOptions` into the
-`detection.BoxSelection` the job labels with. 'auto' values (score threshold
-and / or the ignore band's lower bound, detection only) come from an
-earlier job's manifest, else from a probe of the unlabeled images
+`detection.BoxSelection` the job labels with, as the teacher's task says
+(`Task.resolve_thresholds`): `resolve_boxes` (detection) or
+`resolve_unused` (segmentation: no box selection). 'auto' values (score
+threshold and / or the ignore band's lower bound, detection only) come from
+an earlier job's manifest, else from a probe of the unlabeled images
 (`auto_threshold.py`: count matching, no ground truth).
 """
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import Any, Dict, Optional, Sequence
 from absl import logging
 import tensorflow as tf
 
+from st_tf import tasks
 from st_tf.pseudo_label import auto_threshold as auto_lib
 from st_tf.pseudo_label import detection
 from st_tf.pseudo_label import inference
@@ -84,16 +87,28 @@ def resolve(request: options_lib.ThresholdOptions,
             all_units: Sequence[inputs.WorkUnit],
             nms: options_lib.InferenceOptions,
             job: options_lib.JobOptions) -> Thresholds:
-  """The job's `Thresholds` (see `auto_thresholds` for 'auto' ones).
+  """The job's `Thresholds`, as the teacher's task resolves them
+  (`Task.resolve_thresholds`: `resolve_boxes` or `resolve_unused`)."""
+  return tasks.get(teacher.task).resolve_thresholds(
+      request, quality_thresholds, teacher, strategy, all_units, nms, job)
 
-  A segmentation teacher's selection is unused: 'auto' reads 0.5 there and
-  there is no band. ValueError when a given `band_low` exceeds the score
-  threshold.
+
+def resolve_boxes(request: options_lib.ThresholdOptions,
+                  quality_thresholds: Sequence[float],
+                  teacher: teacher_lib.Teacher,
+                  strategy: tf.distribute.Strategy,
+                  all_units: Sequence[inputs.WorkUnit],
+                  nms: options_lib.InferenceOptions,
+                  job: options_lib.JobOptions) -> Thresholds:
+  """A box-selecting (detection) job's `Thresholds`: given or 'auto' (see
+  `auto_thresholds`) ones and the ignore band.
+
+  ValueError when a given `band_low` exceeds the score threshold.
   """
-  is_auto, task = request.is_auto, teacher.task
+  is_auto = request.is_auto
   score_threshold, band_low = request.score_threshold, request.band_low
   chosen = None
-  if any(is_auto.values()) and task == 'detection':
+  if any(is_auto.values()):
     chosen = auto_thresholds(request, teacher, strategy, all_units, nms, job)
     score_threshold = (chosen['score_threshold']
                        if is_auto['score_threshold'] else score_threshold)
@@ -101,16 +116,24 @@ def resolve(request: options_lib.ThresholdOptions,
     # Quality is also reported at the chosen threshold itself.
     quality_thresholds = sorted(set(quality_thresholds) |
                                 {round(float(score_threshold), 4)})
-  elif task == 'detection' and band_low is not None and (
-      band_low > score_threshold):
+  elif band_low is not None and band_low > score_threshold:
     raise ValueError(f'band_low ({band_low}) must be <= score_threshold '
                      f'({score_threshold})')
   selection = detection.BoxSelection(
-      0.5 if task != 'detection' and is_auto['score_threshold']
-      else score_threshold, dict(request.class_thresholds or {}),
-      request.min_box_size, request.max_boxes,
-      None if task != 'detection' else band_low)
+      score_threshold, dict(request.class_thresholds or {}),
+      request.min_box_size, request.max_boxes, band_low)
   return Thresholds(selection, quality_thresholds, chosen)
+
+
+def resolve_unused(request: options_lib.ThresholdOptions,
+                   quality_thresholds: Sequence[float]) -> Thresholds:
+  """The `Thresholds` of a task without box selection (segmentation): the
+  selection is unused, 'auto' reads 0.5 and there is no band."""
+  selection = detection.BoxSelection(
+      0.5 if request.is_auto['score_threshold'] else request.score_threshold,
+      dict(request.class_thresholds or {}), request.min_box_size,
+      request.max_boxes, None)
+  return Thresholds(selection, quality_thresholds, None)
 
 
 def selection_settings(request: options_lib.ThresholdOptions,

@@ -48,21 +48,16 @@ import functools
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Tuple
 
 from st_tf import atomic_io
+from st_tf import tasks
 from st_tf.data import metadata as metadata_lib
-from st_tf.evaluation import coco
-from st_tf.evaluation import segmentation
 from st_tf.self_train import stages
 
 JSON_FILE = 'summary.json'
 MARKDOWN_FILE = 'summary.md'
 
-# What `labels` counts, per task.
-LABEL_UNITS = {'detection': 'boxes', 'segmentation': 'pixels'}
-# The per-class metric of `eval_metrics.json`, per task: (key prefix, name,
-# what the per-class table's title adds).
-PER_CLASS = {'detection': (coco.PER_CLASS_PREFIX, 'AP',
-                           '; COCO AP@[.5:.95] per category'),
-             'segmentation': (segmentation.PER_CLASS_PREFIX, 'IoU', '')}
+# Per task (`st_tf.tasks`): what `labels` counts (`Task.label_unit`) and
+# the per-class metric of `eval_metrics.json` (`Task.per_class`: key
+# prefix, name, what the per-class table's title adds).
 # The model entries of a round.
 _ROUND_MODELS = ('teacher', 'student', 'ema_teacher')
 
@@ -187,7 +182,7 @@ def add_per_class(summary: Dict[str, Any],
                   ) -> Dict[str, Any]:
   """The summary with 'classes' and every model's 'per_class' (see the
   module docstring); `category_names`: {class id: name} or None."""
-  prefix = PER_CLASS[summary['task']][0]
+  prefix = tasks.get(summary['task']).per_class()[0]
   ids = set()
   for entry in _model_entries(summary):
     for metrics in (entry.get('metrics'), entry.get('test_metrics')):
@@ -210,7 +205,7 @@ def build(metric: str, rounds: List[Dict[str, Any]],
   """The summary dict (see the module docstring); `category_names`
   ({class id: name}) names the per-class values."""
   task = (rounds[0]['pseudo_labels'].get('task') if rounds else None) or (
-      'detection' if metric == 'AP' else 'segmentation')
+      tasks.for_metric(metric).name)
   return add_per_class(
       {'metric': metric, 'task': task, 'teacher': teacher,
        'rounds': rounds, 'baseline': baseline, 'stages': stage_table,
@@ -269,7 +264,7 @@ def _mean_teacher_lines(summary: Dict[str, Any]) -> List[str]:
   rows = [r for r in summary['rounds'] if r.get('ema_teacher') is not None]
   if not rows:
     return []
-  metric, unit = summary['metric'], LABEL_UNITS[summary['task']]
+  metric, unit = summary['metric'], tasks.get(summary['task']).label_unit
   lines = ['', '## Mean teacher: the EMA teacher and its online pseudo '
            'labels (last epoch)', '',
            f'| round | EMA teacher {metric} | gain over round teacher | '
@@ -332,7 +327,7 @@ def _per_class_lines(summary: Dict[str, Any]) -> List[str]:
   classes = summary.get('classes') or {}
   if not models or not classes:
     return []
-  _, name, what = PER_CLASS[summary['task']]
+  _, name, what = tasks.get(summary['task']).per_class()
   lines = ['', f'## Per-class {name} (val{what})', '',
            '| id | class | ' + ' | '.join(m for m, _ in models) + ' |',
            '|---|---|' + '---|' * len(models)]
@@ -344,7 +339,7 @@ def _per_class_lines(summary: Dict[str, Any]) -> List[str]:
 
 def to_markdown(summary: Dict[str, Any]) -> str:
   """The report as Markdown tables (test columns read 'n/a' without one)."""
-  metric, unit = summary['metric'], LABEL_UNITS[summary['task']]
+  metric, unit = summary['metric'], tasks.get(summary['task']).label_unit
   lines = [f'# Self-training summary ({summary["task"]}, {metric}: val, '
            'and test where evaluated)', '',
            f'| round | teacher {metric} | student {metric} | gain | '
