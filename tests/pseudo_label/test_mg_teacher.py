@@ -12,6 +12,7 @@ import gin
 import numpy as np
 import pytest
 import tensorflow as tf
+import tf_keras
 from official.core import exp_factory
 from official.vision.serving import detection as mg_detection
 from official.vision.serving import export_saved_model_lib
@@ -57,7 +58,9 @@ def _export(params, export_dir, export_module=None) -> str:
 
 @pytest.fixture(scope='module')
 def mg_detection_dir(tmp_path_factory):
-  tf.random.set_seed(0)  # The random weights: the same teacher every run.
+  # The random weights: the same teacher every run (tf_keras initializers
+  # without a seed draw one from Python's `random`).
+  tf_keras.utils.set_random_seed(0)
   params = exp_factory.get_exp_config('retinanet_resnetfpn_coco')
   model = params.task.model
   _tiny_model(model, NUM_CLASSES)
@@ -78,7 +81,7 @@ def mg_detection_dir(tmp_path_factory):
 
 @pytest.fixture(scope='module')
 def mg_segmentation_dir(tmp_path_factory):
-  tf.random.set_seed(1)  # The random weights: the same teacher every run.
+  tf_keras.utils.set_random_seed(1)  # The same teacher every run.
   params = exp_factory.get_exp_config('seg_deeplabv3_pascal')
   _tiny_model(params.task.model, NUM_CLASSES)
   head = params.task.model.head
