@@ -26,9 +26,10 @@ without parentheses):
 """
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
-from typing import Any, Callable, Dict, Optional, Sequence, Union
+from typing import Any, Callable, Dict, List, Optional, Sequence, Union
 
 from absl import logging
 import gin
@@ -231,15 +232,7 @@ def train(model_dir: str = gin.REQUIRED,
   Returns:
     The logs of the last epoch (float metrics; empty when already done).
   """
-  if train_steps <= 0 or steps_per_epoch <= 0:
-    raise ValueError(f'train_steps ({train_steps}) and steps_per_epoch '
-                     f'({steps_per_epoch}) must be positive.')
-  if train_steps % steps_per_epoch:
-    raise ValueError(f'train_steps ({train_steps}) must be a multiple of '
-                     f'steps_per_epoch ({steps_per_epoch}).')
-  if steps_per_epoch % steps_per_execution:
-    raise ValueError(f'steps_per_epoch ({steps_per_epoch}) must be a '
-                     f'multiple of steps_per_execution ({steps_per_execution}).')
+  _check_schedule(train_steps, steps_per_epoch, steps_per_execution)
   if seed is not None:
     tf_keras.utils.set_random_seed(int(seed))
   strategy = _call_or_value(strategy)
@@ -251,56 +244,26 @@ def train(model_dir: str = gin.REQUIRED,
   save_dir = model_dir if chief else os.path.join(
       model_dir, '.tmp_workers', f'worker_{strategy_lib.task_id(strategy)}')
   precision()
-
-  with strategy.scope():
-    keras_model = model()
-    keras_optimizer = optimizer()
-    keras_model.compile(optimizer=keras_optimizer,
-                        steps_per_execution=steps_per_execution)
-    step = keras_optimizer.iterations
-    checkpoint = tf.train.Checkpoint(model=keras_model,
-                                     optimizer=keras_optimizer, step=step)
-    manager = tf.train.CheckpointManager(
-        checkpoint, directory=save_dir, max_to_keep=max_to_keep,
-        step_counter=step, checkpoint_name='ckpt')
-    latest = tf.train.latest_checkpoint(model_dir)
-    if latest:
-      checkpoint.restore(latest).expect_partial()
-      latest = finite.restore_finite(checkpoint, keras_model, latest,
-                                     manager.checkpoints,
-                                     resume_from_last_finite)
-      logging.info('Resumed from %s at step %d.', latest, int(step.numpy()))
-    else:
-      init(keras_model)
-
-  start = int(step.numpy())
+  state = _build_or_resume(strategy, model, optimizer, init, model_dir,
+                           save_dir, _CheckpointOptions(
+                               steps_per_execution, max_to_keep,
+                               resume_from_last_finite))
+  start = int(state.step.numpy())
   if start % steps_per_epoch:
-    raise ValueError(f'Checkpoint {latest} is at step {start}, not a multiple '
-                     f'of steps_per_epoch ({steps_per_epoch}); keep '
+    raise ValueError(f'Checkpoint {state.latest} is at step {start}, not a '
+                     f'multiple of steps_per_epoch ({steps_per_epoch}); keep '
                      'steps_per_epoch unchanged when resuming.')
   if start >= train_steps:
     logging.info('Already trained: step %d >= train_steps %d.', start,
                  train_steps)
     return {}
 
-  # The guard runs first: a non-finite epoch is never checkpointed.
-  all_callbacks = [finite.FiniteGuard(save_dir),
-                   CheckpointCallback(manager, step)]
-  if chief:
-    all_callbacks += [SummaryCallback(model_dir, keras_optimizer),
-                      ProgressLogger(keras_optimizer, train_steps),
-                      OperativeConfigCallback(model_dir)]
-    if loss_log_every is not None:
-      all_callbacks.append(loss_log.LossLogCallback(
-          os.path.join(model_dir, loss_log.FILE_NAME), loss_log_every))
-  if backup_and_restore:
-    all_callbacks.append(tf_keras.callbacks.BackupAndRestore(
-        os.path.join(model_dir, 'backup'), delete_checkpoint=True))
-  all_callbacks += list(callbacks)
-
+  all_callbacks = _callbacks(state, model_dir, save_dir, chief, train_steps,
+                             loss_log_every, backup_and_restore) + list(
+                                 callbacks)
   eval_data = (_distribute(strategy, eval_dataset)
                if eval_dataset is not None else None)
-  history = keras_model.fit(
+  history = state.model.fit(
       _distribute(strategy, train_dataset),
       epochs=train_steps // steps_per_epoch,
       initial_epoch=start // steps_per_epoch,
@@ -314,3 +277,88 @@ def train(model_dir: str = gin.REQUIRED,
     tf.io.gfile.rmtree(save_dir)
   last = {k: _scalar(v[-1]) for k, v in history.history.items() if v}
   return {k: v for k, v in last.items() if v is not None}
+
+
+def _check_schedule(train_steps: int, steps_per_epoch: int,
+                    steps_per_execution: int) -> None:
+  """ValueError unless the step counts divide as `train` needs."""
+  if train_steps <= 0 or steps_per_epoch <= 0:
+    raise ValueError(f'train_steps ({train_steps}) and steps_per_epoch '
+                     f'({steps_per_epoch}) must be positive.')
+  if train_steps % steps_per_epoch:
+    raise ValueError(f'train_steps ({train_steps}) must be a multiple of '
+                     f'steps_per_epoch ({steps_per_epoch}).')
+  if steps_per_epoch % steps_per_execution:
+    raise ValueError(f'steps_per_epoch ({steps_per_epoch}) must be a '
+                     f'multiple of steps_per_execution ({steps_per_execution}).')
+
+
+@dataclasses.dataclass(frozen=True)
+class _CheckpointOptions:
+  """`train`'s compile and checkpoint options (see its Args)."""
+  steps_per_execution: int
+  max_to_keep: int
+  resume_from_last_finite: bool
+
+
+@dataclasses.dataclass
+class _TrainState:
+  """The built model, its optimizer and checkpointing, in the scope."""
+  model: tf_keras.Model
+  optimizer: tf_keras.optimizers.Optimizer
+  step: tf.Variable  # The optimizer's iterations.
+  manager: tf.train.CheckpointManager
+  latest: Optional[str]  # The checkpoint resumed from, None = fresh.
+
+
+def _build_or_resume(strategy: tf.distribute.Strategy,
+                     model: Callable[[], tf_keras.Model],
+                     optimizer: Callable[[], tf_keras.optimizers.Optimizer],
+                     init: Callable[[tf_keras.Model], None], model_dir: str,
+                     save_dir: str, options: _CheckpointOptions
+                     ) -> _TrainState:
+  """Builds model + optimizer in `strategy.scope()`, then restores the
+  latest checkpoint of `model_dir` (the newest finite one if asked), else
+  calls `init` on the fresh model."""
+  with strategy.scope():
+    keras_model = model()
+    keras_optimizer = optimizer()
+    keras_model.compile(optimizer=keras_optimizer,
+                        steps_per_execution=options.steps_per_execution)
+    step = keras_optimizer.iterations
+    checkpoint = tf.train.Checkpoint(model=keras_model,
+                                     optimizer=keras_optimizer, step=step)
+    manager = tf.train.CheckpointManager(
+        checkpoint, directory=save_dir, max_to_keep=options.max_to_keep,
+        step_counter=step, checkpoint_name='ckpt')
+    latest = tf.train.latest_checkpoint(model_dir)
+    if latest:
+      checkpoint.restore(latest).expect_partial()
+      latest = finite.restore_finite(checkpoint, keras_model, latest,
+                                     manager.checkpoints,
+                                     options.resume_from_last_finite)
+      logging.info('Resumed from %s at step %d.', latest, int(step.numpy()))
+    else:
+      init(keras_model)
+  return _TrainState(keras_model, keras_optimizer, step, manager, latest)
+
+
+def _callbacks(state: _TrainState, model_dir: str, save_dir: str,
+               chief: bool, train_steps: int, loss_log_every: Optional[int],
+               backup_and_restore: bool) -> List[tf_keras.callbacks.Callback]:
+  """`train`'s own callbacks, in order: the finite guard first (a
+  non-finite epoch is never checkpointed), then checkpoints, then (chief
+  only) summaries, progress, the operative config and the loss log."""
+  all_callbacks = [finite.FiniteGuard(save_dir),
+                   CheckpointCallback(state.manager, state.step)]
+  if chief:
+    all_callbacks += [SummaryCallback(model_dir, state.optimizer),
+                      ProgressLogger(state.optimizer, train_steps),
+                      OperativeConfigCallback(model_dir)]
+    if loss_log_every is not None:
+      all_callbacks.append(loss_log.LossLogCallback(
+          os.path.join(model_dir, loss_log.FILE_NAME), loss_log_every))
+  if backup_and_restore:
+    all_callbacks.append(tf_keras.callbacks.BackupAndRestore(
+        os.path.join(model_dir, 'backup'), delete_checkpoint=True))
+  return all_callbacks
