@@ -34,16 +34,17 @@ import tensorflow as tf
 
 import st_tf
 from st_tf import paths
+from st_tf import registry
 
 # mode -> 'module:function' of its gin-configurable entry point (model_dir=).
-MODES: Dict[str, str] = {
+MODES: registry.Registry[str] = registry.Registry('mode', {
     'train': 'st_tf.training.trainer:train',
     'eval': 'st_tf.evaluation.runner:evaluate',
     'export': 'st_tf.export.saved_model:export',
     'pseudo_label': 'st_tf.pseudo_label.runner:pseudo_label',
     'self_train': 'st_tf.self_train.runner:self_train',
     'pretrain': 'st_tf.pretrain.runner:pretrain',
-}
+}, binding='--mode')
 
 _REPO_ROOT = paths.REPO_ROOT
 
@@ -51,7 +52,7 @@ FLAGS = flags.FLAGS
 flags.DEFINE_multi_string('gin_file', [], 'Gin config file(s), in order.')
 flags.DEFINE_multi_string('gin_bindings', [],
                           'Gin bindings applied after the files, in order.')
-flags.DEFINE_string('mode', 'train', f'One of {sorted(MODES)}.')
+flags.DEFINE_string('mode', 'train', f'One of {MODES.names()}.')
 flags.DEFINE_string('model_dir', None,
                     'Checkpoints, summaries and configs (passed to the mode as '
                     'model_dir; else it must be bound in gin).')
@@ -206,9 +207,8 @@ def parse_config(gin_files: Sequence[str],
 
 def get_mode(mode: str) -> Callable[..., Any]:
   """The entry point registered for `mode`."""
-  if mode not in MODES:
-    raise ValueError(f'Unknown --mode={mode!r}; choose one of {sorted(MODES)}.')
-  module_name, fn_name = MODES[mode].split(':')
+  # ValueError naming the known modes.
+  module_name, fn_name = MODES.get(mode).split(':')
   try:
     module = importlib.import_module(module_name)
   except ModuleNotFoundError as e:

@@ -35,13 +35,15 @@ named ``S1`` .. ``S4`` and ``eval_policy``).
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable, Dict, Optional, Sequence, Tuple, Union
+from typing import Callable, Optional, Sequence, Tuple, Union
 
 import gin
 import tensorflow as tf
 from official.vision.ops import augment
 from official.vision.ops import box_ops
 from official.vision.ops import preprocess_ops
+
+from st_tf import registry
 
 IGNORE_LABEL = 255
 
@@ -239,24 +241,27 @@ def eval_policy() -> AugmentPolicy:
   return AugmentPolicy('eval')
 
 
-POLICIES: Dict[str, Callable[[], AugmentPolicy]] = {
-    'S1': flip_crop,
-    'S2': autoaugment_flip_crop,
-    'S3': autoaugment_large_jitter,
-    'S4': randaugment_large_jitter,
-    'eval': eval_policy,
-}
+POLICIES: registry.Registry[Callable[..., AugmentPolicy]] = registry.Registry(
+    'augmentation policy', {
+        'S1': flip_crop,
+        'S2': autoaugment_flip_crop,
+        'S3': autoaugment_large_jitter,
+        'S4': randaugment_large_jitter,
+        'eval': eval_policy,
+    })
 
 
-def get_policy(policy: Union[str, AugmentPolicy]) -> AugmentPolicy:
+def get_policy(policy: Union[str, AugmentPolicy],
+               binding: Optional[str] = None) -> AugmentPolicy:
   """Returns `policy` itself, or the registered policy of that name.
+
+  Args:
+    policy: an `AugmentPolicy` or a name in `POLICIES`.
+    binding: the gin binding that chose `policy`, for the error.
 
   Raises:
     ValueError: unknown name (lists the known ones).
   """
   if isinstance(policy, AugmentPolicy):
     return policy
-  if policy not in POLICIES:
-    raise ValueError(f'Unknown augmentation policy {policy!r}; known: '
-                     f'{sorted(POLICIES)}')
-  return POLICIES[policy]()
+  return POLICIES.get(policy, binding=binding)()

@@ -164,7 +164,7 @@ class DetectionParser(_Parser):
     self._crowd_iou = float(crowd_iou)
     self._output_size = list(output_size)
     self._mode = _check_mode(mode)
-    self._policy = augment.get_policy(policy)
+    self._policy = augment.get_policy(policy, 'DetectionParser.policy')
     self._eval_policy = augment.eval_policy()
     self._padded_size = (
         preprocess_ops.compute_padded_size(self._output_size, 2**max_level)
@@ -334,7 +334,8 @@ class SegmentationParser(_Parser):
     """
     self._output_size = [int(s) for s in output_size]
     self._mode = _check_mode(mode)
-    self._policy = augment.get_policy(policy)
+    self._policy = augment.get_policy(policy,
+                                      'SegmentationParser.policy')
     self._eval_policy = augment.eval_policy()
     self._ignore_label = ignore_label
 

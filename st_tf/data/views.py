@@ -82,7 +82,7 @@ class TwoViewParser:
     if groundtruth not in GROUNDTRUTH:
       raise ValueError(f'TwoViewParser.groundtruth must be one of '
                        f'{GROUNDTRUTH}, got {groundtruth!r}')
-    policy = augment.get_policy(weak_policy)
+    policy = augment.get_policy(weak_policy, 'TwoViewParser.weak_policy')
     self._weak = augment.AugmentPolicy(
         f'{policy.name}_geometry', hflip=policy.hflip,
         scale_min=policy.scale_min, scale_max=policy.scale_max)

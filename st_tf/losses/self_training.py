@@ -30,17 +30,17 @@ import gin
 import tensorflow as tf
 import tf_keras
 
-COMBINERS: dict[str, type['LossCombiner']] = {}
+from st_tf import registry
+
+COMBINERS: registry.Registry[type['LossCombiner']] = registry.Registry(
+    'combiner')
 
 
 def register(name: str) -> Callable[[type], type]:
-  """Registers a `LossCombiner` subclass under `name` (dict and gin)."""
+  """Registers a `LossCombiner` subclass under `name` (registry and gin)."""
 
   def wrap(cls):
-    if name in COMBINERS:
-      raise ValueError(
-          f'st_tf/losses/self_training.py: combiner {name!r} registered twice.')
-    COMBINERS[name] = cls
+    COMBINERS.register(name, cls)  # ValueError if `name` is taken.
     gin.external_configurable(cls, name=name, module='st_tf.losses')
     return cls
 
@@ -48,12 +48,9 @@ def register(name: str) -> Callable[[type], type]:
 
 
 def get_combiner(name: str, **kwargs) -> 'LossCombiner':
-  """Builds the combiner registered as `name`."""
-  if name not in COMBINERS:
-    raise ValueError(
-        f'st_tf/losses/self_training.py: unknown combiner {name!r}; known: '
-        f'{sorted(COMBINERS)}.')
-  return COMBINERS[name](**kwargs)
+  """Builds the combiner registered as `name` (ValueError naming the known
+  ones if none is)."""
+  return COMBINERS.get(name)(**kwargs)
 
 
 class LossCombiner(tf_keras.layers.Layer):

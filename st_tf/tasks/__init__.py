@@ -11,26 +11,24 @@ network or signature). Adding a task: DEVELOPERS.md, "Adding a task".
 """
 from __future__ import annotations
 
-from typing import Dict, List, Tuple
+from typing import List, Tuple
 
+from st_tf import registry
 from st_tf.tasks.base import Task
 from st_tf.tasks.detection import DETECTION
 from st_tf.tasks.segmentation import SEGMENTATION
 
-_TASKS: Dict[str, Task] = {}
+_TASKS: registry.Registry[Task] = registry.Registry('task')
 
 
 def register(task: Task) -> Task:
   """Adds `task` under `task.name` (ValueError if the name is taken)."""
-  if task.name in _TASKS:
-    raise ValueError(f'task {task.name!r} is already registered')
-  _TASKS[task.name] = task
-  return task
+  return _TASKS.register(task.name, task)
 
 
 def names() -> List[str]:
   """The registered task names, sorted."""
-  return sorted(_TASKS)
+  return _TASKS.names()
 
 
 def all_tasks() -> Tuple[Task, ...]:
@@ -40,11 +38,7 @@ def all_tasks() -> Tuple[Task, ...]:
 
 def get(name: str) -> Task:
   """The task registered as `name`; ValueError naming the known ones."""
-  try:
-    return _TASKS[name]
-  except KeyError:
-    raise ValueError(f'unknown task {name!r}; expected one of '
-                     f'{names()}') from None
+  return _TASKS.get(name)
 
 
 def for_metric(metric: str) -> Task:

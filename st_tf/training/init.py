@@ -18,30 +18,23 @@ Gin:
 """
 from __future__ import annotations
 
-from typing import Callable, Dict, Optional
+from typing import Callable, Optional
 
 from absl import logging
 import gin
 import tensorflow as tf
 import tf_keras
 
+from st_tf import registry
 from st_tf.training import checkpoints
 
 InitFn = Callable[[tf_keras.Model, Optional[str]], None]
 
-_INITS: Dict[str, InitFn] = {}
+_INITS: registry.Registry[InitFn] = registry.Registry(
+    'init method', binding='initialize_model.method')
 
-
-def register_init(name: str) -> Callable[[InitFn], InitFn]:
-  """Decorator registering `fn(model, checkpoint_path)` under `name`."""
-
-  def decorator(fn: InitFn) -> InitFn:
-    if name in _INITS:
-      raise ValueError(f'Init method {name!r} is already registered.')
-    _INITS[name] = fn
-    return fn
-
-  return decorator
+# Decorator registering `fn(model, checkpoint_path)` under a name.
+register_init = _INITS.register
 
 
 def resolve_checkpoint(path: Optional[str]) -> str:
@@ -127,7 +120,7 @@ def _full(model: tf_keras.Model, checkpoint: Optional[str]) -> None:
 
 def available_inits() -> list[str]:
   """Names accepted by `initialize_model`."""
-  return sorted(_INITS)
+  return _INITS.names()
 
 
 @gin.configurable
@@ -142,7 +135,4 @@ def initialize_model(model: tf_keras.Model,
     method: one of `available_inits()`.
     checkpoint: checkpoint prefix or directory (latest checkpoint used).
   """
-  if method not in _INITS:
-    raise ValueError(f'Unknown init method {method!r}; choose one of '
-                     f'{available_inits()}.')
-  _INITS[method](model, checkpoint)
+  _INITS.get(method)(model, checkpoint)  # ValueError naming the known ones.

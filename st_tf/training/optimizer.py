@@ -24,12 +24,14 @@ All steps count optimizer updates (`optimizer.iterations`).
 """
 from __future__ import annotations
 
-from typing import Callable, Dict, Optional, Sequence, Union
+from typing import Callable, Optional, Sequence, Union
 
 import gin
 import tensorflow as tf
 import tf_keras
 from official.modeling.optimization import lr_schedule
+
+from st_tf import registry
 
 Schedule = tf_keras.optimizers.schedules.LearningRateSchedule
 LearningRate = Union[float, Schedule]
@@ -115,10 +117,10 @@ def _adam(learning_rate: LearningRate, momentum: float, nesterov: bool,
                                   beta_2=beta_2, epsilon=epsilon, **common)
 
 
-_OPTIMIZERS: Dict[str, Callable[..., tf_keras.optimizers.Optimizer]] = {
-    'sgd': _sgd,
-    'adam': _adam,
-}
+OptimizerFn = Callable[..., tf_keras.optimizers.Optimizer]
+
+_OPTIMIZERS: registry.Registry[OptimizerFn] = registry.Registry(
+    'optimizer', {'sgd': _sgd, 'adam': _adam}, binding='make_optimizer.name')
 
 
 @gin.configurable
@@ -152,10 +154,7 @@ def make_optimizer(
     custom train step must then scale the loss (`get_scaled_loss` /
     `get_unscaled_gradients`) or use `optimizer.minimize(loss, tape=tape)`.
   """
-  if name not in _OPTIMIZERS:
-    raise ValueError(f'Unknown optimizer {name!r}; choose one of '
-                     f'{sorted(_OPTIMIZERS)}.')
-  optimizer = _OPTIMIZERS[name](
+  optimizer = _OPTIMIZERS.get(name)(  # ValueError naming the known ones.
       learning_rate=learning_rate, momentum=momentum, nesterov=nesterov,
       beta_1=beta_1, beta_2=beta_2, epsilon=epsilon,
       weight_decay=weight_decay, global_clipnorm=global_clipnorm,
@@ -178,11 +177,11 @@ def current_learning_rate(optimizer: tf_keras.optimizers.Optimizer
 
 
 # Keras policy per precision name.
-_POLICIES: Dict[str, str] = {
+_POLICIES: registry.Registry[str] = registry.Registry('precision', {
     'float32': 'float32',
     'bfloat16': 'mixed_bfloat16',   # TPU
     'float16': 'mixed_float16',     # GPU; make_optimizer adds loss scaling
-}
+}, binding='set_mixed_precision.precision')
 
 
 @gin.configurable
@@ -196,8 +195,6 @@ def set_mixed_precision(precision: str = 'float32') -> str:
   Returns:
     The Keras policy name now in effect.
   """
-  if precision not in _POLICIES:
-    raise ValueError(f'Unknown precision {precision!r}; choose one of '
-                     f'{sorted(_POLICIES)}.')
-  tf_keras.mixed_precision.set_global_policy(_POLICIES[precision])
-  return _POLICIES[precision]
+  policy = _POLICIES.get(precision)  # ValueError naming the known ones.
+  tf_keras.mixed_precision.set_global_policy(policy)
+  return policy

@@ -10,60 +10,50 @@ variable (one process per worker, all running the same command).
 """
 from __future__ import annotations
 
-from typing import Callable, Dict, Optional
+from typing import Callable, Optional
 
 from absl import logging
 import gin
 import tensorflow as tf
 from official.common import distribute_utils
 
+from st_tf import registry
+
 StrategyFactory = Callable[[Optional[str]], tf.distribute.Strategy]
 
-_STRATEGIES: Dict[str, StrategyFactory] = {}
+_STRATEGIES: registry.Registry[StrategyFactory] = registry.Registry(
+    'strategy', binding='get_strategy.name (or --strategy)')
 
-
-def register_strategy(name: str) -> Callable[[StrategyFactory],
-                                             StrategyFactory]:
-  """Decorator registering `factory(tpu_address) -> Strategy` under `name`."""
-
-  def decorator(factory: StrategyFactory) -> StrategyFactory:
-    if name in _STRATEGIES:
-      raise ValueError(f'Strategy {name!r} is already registered.')
-    _STRATEGIES[name] = factory
-    return factory
-
-  return decorator
+# Decorator registering `factory(tpu_address) -> Strategy` under a name.
+register_strategy = _STRATEGIES.register
 
 
 def available_strategies() -> list[str]:
   """Names accepted by `get_strategy`."""
-  return sorted(_STRATEGIES)
+  return _STRATEGIES.names()
 
 
-@register_strategy('default')
-def _default(tpu: Optional[str]) -> tf.distribute.Strategy:
-  del tpu
-  return tf.distribute.get_strategy()
+def _local(make: Callable[[], tf.distribute.Strategy]) -> StrategyFactory:
+  """The factory of a strategy that takes no TPU address."""
+
+  def factory(tpu: Optional[str]) -> tf.distribute.Strategy:
+    del tpu
+    return make()
+
+  return factory
 
 
-@register_strategy('one_device')
-def _one_device(tpu: Optional[str]) -> tf.distribute.Strategy:
-  del tpu
+def _one_device() -> tf.distribute.Strategy:
   gpus = tf.config.list_logical_devices('GPU')
   return tf.distribute.OneDeviceStrategy('/gpu:0' if gpus else '/cpu:0')
 
 
-@register_strategy('mirrored')
-def _mirrored(tpu: Optional[str]) -> tf.distribute.Strategy:
-  del tpu
-  return tf.distribute.MirroredStrategy()
-
-
-@register_strategy('multi_worker_mirrored')
-def _multi_worker_mirrored(tpu: Optional[str]) -> tf.distribute.Strategy:
-  """Synchronous data parallelism across the workers listed in TF_CONFIG."""
-  del tpu
-  return tf.distribute.MultiWorkerMirroredStrategy()
+register_strategy('default', _local(tf.distribute.get_strategy))
+register_strategy('one_device', _local(_one_device))
+register_strategy('mirrored', _local(tf.distribute.MirroredStrategy))
+# Synchronous data parallelism across the workers listed in TF_CONFIG.
+register_strategy('multi_worker_mirrored',
+                  _local(tf.distribute.MultiWorkerMirroredStrategy))
 
 
 @register_strategy('tpu')
@@ -87,10 +77,7 @@ def get_strategy(name: str = 'default',
   Returns:
     A `tf.distribute.Strategy`.
   """
-  if name not in _STRATEGIES:
-    raise ValueError(f'Unknown strategy {name!r}; choose one of '
-                     f'{available_strategies()}.')
-  strategy = _STRATEGIES[name](tpu)
+  strategy = _STRATEGIES.get(name)(tpu)  # ValueError naming the known ones.
   logging.info('Strategy %s (%s) with %d replicas.', name,
                type(strategy).__name__, strategy.num_replicas_in_sync)
   return strategy

@@ -58,6 +58,7 @@ from PIL import Image
 import tensorflow as tf
 
 from st_tf import atomic_io
+from st_tf import registry
 from st_tf.data import schema
 from st_tf.datasets.digitscenes import common
 from st_tf.datasets.digitscenes.render import (  # re-exported  # noqa: F401
@@ -90,7 +91,7 @@ class Layout:
     return tuple(s for s in SPLITS if s in self.pools)
 
 
-LAYOUTS = {
+LAYOUTS: registry.Registry[Layout] = registry.Registry('DigitScenes layout', {
     'v1': Layout('v1', {'labeled': (0, 1348), 'unlabeled': (0, 1348),
                         'val': (1348, 1797)},
                  {'labeled': 1000, 'unlabeled': 4000, 'val': 500}),
@@ -98,7 +99,7 @@ LAYOUTS = {
                         'val': (1100, 1450), 'test': (1450, 1797)},
                  {'labeled': 250, 'unlabeled': 8000, 'val': 500,
                   'test': 500}),
-}
+})
 DEFAULT_LAYOUT = 'v1'
 DEFAULT_NUM_LABELED = LAYOUTS['v1'].sizes['labeled']
 DEFAULT_NUM_UNLABELED = LAYOUTS['v1'].sizes['unlabeled']
@@ -114,10 +115,7 @@ _PARTS = common.Parts('DigitScenes', 'scene', SPLIT_CODES, METADATA_FILE,
 
 def get_layout(layout: str) -> Layout:
   """The `Layout` named `layout`; ValueError naming the known ones."""
-  if layout not in LAYOUTS:
-    raise ValueError(f'unknown DigitScenes layout {layout!r}; expected one '
-                     f'of {sorted(LAYOUTS)}')
-  return LAYOUTS[layout]
+  return LAYOUTS.get(layout)
 
 
 def pool_for_split(split: str, layout: str = DEFAULT_LAYOUT) -> DigitPool:
