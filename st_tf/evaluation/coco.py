@@ -32,6 +32,7 @@ import tf_keras
 from official.vision.evaluation import coco_evaluator
 
 from st_tf import atomic_io
+from st_tf.ops import image_info as image_info_ops
 
 DETECTION_KEYS = ('detection_boxes', 'detection_scores', 'detection_classes',
                   'num_detections')
@@ -61,11 +62,7 @@ def boxes_to_original_pixels(boxes: np.ndarray,
   if image_info.shape != (boxes.shape[0], 4, 2):
     raise ValueError(f'image_info must be [{boxes.shape[0]}, 4, 2], got '
                      f'shape {image_info.shape}')
-  scale = np.tile(image_info[:, 2:3, :], (1, 1, 2))   # [B, 1, 4]
-  offset = np.tile(image_info[:, 3:4, :], (1, 1, 2))  # [B, 1, 4]
-  original = (boxes + offset) / scale
-  upper = np.tile(image_info[:, 0:1, :], (1, 1, 2))
-  return np.clip(original, 0.0, upper).astype(np.float32)
+  return image_info_ops.boxes_to_original(boxes, image_info).numpy()
 
 
 def _to_numpy(tree: Any) -> Any:

@@ -48,6 +48,7 @@ import tf_keras
 from official.vision.ops import preprocess_ops
 
 from st_tf import atomic_io
+from st_tf.ops import image_info as image_info_ops
 from st_tf import tasks
 from st_tf.data import metadata
 from st_tf.training import checkpoints
@@ -164,9 +165,8 @@ class DetectionServingModule(_ServingModule):
     """Maps boxes back to each original image (pixels and normalized)."""
     out = dict(outputs)
     original_size = tf.tile(image_info[:, 0:1, :], [1, 1, 2])  # [B, 1, 4]
-    scale = tf.tile(image_info[:, 2:3, :], [1, 1, 2])
-    boxes = tf.clip_by_value(out['detection_boxes'] / scale, 0.0,
-                             original_size)
+    boxes = image_info_ops.boxes_to_original(out['detection_boxes'],
+                                             image_info)
     out['detection_boxes'] = boxes
     out['detection_boxes_normalized'] = boxes / original_size
     out['image_info'] = image_info

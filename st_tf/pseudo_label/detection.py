@@ -12,7 +12,7 @@ kept boxes equal those of the default path filtered at the same threshold.
 Box conventions: the generator and `merge_flipped` work on PIXEL
 ``[ymin, xmin, ymax, xmax]`` boxes of the model input frame;
 `select_boxes` works on one image's pixel boxes in the ORIGINAL image
-(after `st_tf.evaluation.coco.boxes_to_original_pixels`); `select_in_graph`
+(after `st_tf.ops.image_info.boxes_to_original`); `select_in_graph`
 is its batched TensorFlow twin, run in the inference `tf.function` right
 after NMS so that the host only slices numpy arrays.
 """
