@@ -207,7 +207,7 @@ def is_pseudo_example(example: tf.train.Example) -> bool:
   return bool(values and values[0])
 
 
-def png_bytes_to_array(data: bytes) -> np.ndarray:
+def image_bytes_to_array(data: bytes) -> np.ndarray:
   """Decodes PNG/JPEG bytes to a uint8 numpy array (host side helper)."""
   from PIL import Image  # pylint: disable=g-import-not-at-top
   return np.asarray(Image.open(io.BytesIO(data)))

@@ -102,7 +102,7 @@ class DetectionLabeler(_Labeler):
                           height, width)
       if len(self.tiles) < self.gallery_size:
         self.tiles.append(gallery.draw_detections(
-            schema.png_bytes_to_array(example.features.feature[
+            schema.image_bytes_to_array(example.features.feature[
                 schema.IMAGE_ENCODED].bytes_list.value[0]),
             out['boxes'][i, :k], out['classes'][i, :k], out['scores'][i, :k],
             self.category_names))
@@ -163,7 +163,7 @@ class SegmentationLabeler(_Labeler):
       example = records_lib.parse(record)
       f = example.features.feature
       if self.with_quality:
-        gt = schema.png_bytes_to_array(
+        gt = schema.image_bytes_to_array(
             f[schema.SEGMENTATION_MASK].bytes_list.value[0])
         self.counts = quality.add_counts(self.counts, (
             quality.segmentation_counts(gt.reshape(label.shape), confidence,
@@ -171,7 +171,7 @@ class SegmentationLabeler(_Labeler):
                                         self.quality_thresholds)))
       if len(self.tiles) < self.gallery_size:
         self.tiles.append(gallery.draw_segmentation(
-            schema.png_bytes_to_array(
+            schema.image_bytes_to_array(
                 f[schema.IMAGE_ENCODED].bytes_list.value[0]), label,
             names=self.category_names))
       valid = label[label != schema.IGNORE_LABEL]

@@ -202,7 +202,7 @@ def test_segmentation_with_flip_tta(tmp_path, unlabeled):
     expected = segmentation.label_map(maps[..., 0],
                                       np.rint(maps[..., 1]).astype(int), 0.5)
     got = outputs[f[schema.IMAGE_SOURCE_ID].bytes_list.value[0]]
-    mask = schema.png_bytes_to_array(got.features.feature[
+    mask = schema.image_bytes_to_array(got.features.feature[
         schema.SEGMENTATION_MASK].bytes_list.value[0])
     assert np.mean(mask.reshape(expected.shape) == expected) > 0.999
     labeled += np.sum(expected != 255)

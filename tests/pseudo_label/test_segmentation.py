@@ -17,7 +17,7 @@ def _masks(out: str) -> dict:
   for example in tiny.read_records(writer.file_pattern(out)):
     f = example.features.feature
     masks[f[schema.IMAGE_SOURCE_ID].bytes_list.value[0].decode()] = (
-        schema.png_bytes_to_array(
+        schema.image_bytes_to_array(
             f[schema.SEGMENTATION_MASK].bytes_list.value[0]))
   return masks
 
