@@ -12,6 +12,7 @@ import os
 from typing import Any, Dict, Optional, Sequence
 
 from st_tf import atomic_io
+from st_tf import tasks
 
 Runs = Dict[int, Dict[str, Optional[dict]]]
 
@@ -136,11 +137,12 @@ def _fmt(stat: Optional[dict], scale: float = 100.0, signed: bool = False,
 def to_markdown(results: Dict[str, Any]) -> str:
   """The table (values x 100; ± = sample std over seeds)."""
   metric, rows = results['metric'], results['rows']
+  unit = tasks.get(results['task']).label_unit  # 'boxes' | 'pixels'
   lines = [f'# Self-training benchmark: {results["task"]}, {metric} x 100, '
            f'seeds {results["seeds"]}', '',
            f'| model | n | test {metric} | paired gain vs baseline 1x '
            '(test) | vs baseline 2x (test) | val | val gain vs 1x | '
-           'threshold | pseudo boxes/img | precision | recall | '
+           f'threshold | pseudo {unit}/img | precision | recall | '
            'student s |', '|---|---|---|---|---|---|---|---|---|---|---|---|']
   for name in (['teacher', 'baseline_1x', 'baseline_2x'] + results['recipes']
                + results.get('ema_rows', [])):
