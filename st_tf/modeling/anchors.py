@@ -24,6 +24,10 @@ from typing import Any, Dict, List, Sequence, Tuple
 
 from gin import config as gin_config
 
+# At import time: importing it later, inside a gin call, would register the
+# parsers' and policies' configurables after gin locked its config.
+from st_tf.data import parsers
+
 PARSER_NAME = 'DetectionParser'
 FIELDS = ('min_level', 'max_level', 'num_scales', 'aspect_ratios',
           'anchor_size')
@@ -83,7 +87,6 @@ def _parser_bindings() -> Dict[str, Dict[str, Any]]:
 
 
 def _parser_defaults() -> Dict[str, Any]:
-  from st_tf.data import parsers  # pylint: disable=g-import-not-at-top
   params = inspect.signature(parsers.DetectionParser.__init__).parameters
   return {k: params[k].default for k in FIELDS}
 
