@@ -66,10 +66,6 @@ class Task(abc.ABC):
     """Its `st_tf.export.saved_model` serving module class."""
 
   @abc.abstractmethod
-  def evaluate_fn(self) -> Callable[..., Dict[str, float]]:
-    """Its evaluation function (`st_tf.evaluation`), gin's `metric_fn`."""
-
-  @abc.abstractmethod
   def per_class(self) -> Tuple[str, str, str]:
     """The per-class metric of `eval_metrics.json`: (key prefix, name,
     what the summary's per-class table title adds)."""

@@ -30,10 +30,6 @@ class DetectionTask(base.Task):
     from st_tf.export import saved_model  # pylint: disable=g-import-not-at-top
     return saved_model.DetectionServingModule
 
-  def evaluate_fn(self) -> Callable[..., Dict[str, float]]:
-    from st_tf.evaluation import coco  # pylint: disable=g-import-not-at-top
-    return coco.evaluate_detection
-
   def per_class(self) -> Tuple[str, str, str]:
     from st_tf.evaluation import coco  # pylint: disable=g-import-not-at-top
     return (coco.PER_CLASS_PREFIX, 'AP', '; COCO AP@[.5:.95] per category')

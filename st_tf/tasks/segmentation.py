@@ -1,7 +1,7 @@
 """The segmentation task: per-pixel class maps, mIoU, pixel pseudo labels."""
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
 
 from st_tf.data import schema
 from st_tf.tasks import base
@@ -29,10 +29,6 @@ class SegmentationTask(base.Task):
   def serving_module(self) -> type:
     from st_tf.export import saved_model  # pylint: disable=g-import-not-at-top
     return saved_model.SegmentationServingModule
-
-  def evaluate_fn(self) -> Callable[..., Dict[str, float]]:
-    from st_tf.evaluation import segmentation  # pylint: disable=g-import-not-at-top
-    return segmentation.evaluate_segmentation
 
   def per_class(self) -> Tuple[str, str, str]:
     from st_tf.evaluation import segmentation  # pylint: disable=g-import-not-at-top

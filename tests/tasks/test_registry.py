@@ -86,8 +86,6 @@ def test_models_export_and_evaluation():
   assert seg.network_class() is segmentation_model.SegmentationModel
   assert det.serving_module() is saved_model.DetectionServingModule
   assert seg.serving_module() is saved_model.SegmentationServingModule
-  assert det.evaluate_fn() is coco.evaluate_detection
-  assert seg.evaluate_fn() is seg_eval.evaluate_segmentation
   assert det.per_class() == (coco.PER_CLASS_PREFIX, 'AP',
                              '; COCO AP@[.5:.95] per category')
   assert seg.per_class() == (seg_eval.PER_CLASS_PREFIX, 'IoU', '')
