@@ -62,6 +62,17 @@ RECIPES = {
         'mean_teacher': {
             'gin_file': 'gin/demo/digitscenes_detection_mean_teacher.gin',
             'bindings': ()},
+        # mean_teacher with L = L_h + a * L_p (`weighted`, as Unbiased and
+        # Soft Teacher combine): the human part keeps the baseline's weight 1
+        # instead of the normalized loss's 1 / (1 + a).
+        'mt_weighted': {
+            'gin_file': 'gin/demo/digitscenes_detection_mean_teacher.gin',
+            'bindings': ('MeanTeacherModel.combiner = @weighted()',)},
+        # mt_weighted with a = 2.
+        'mt_weighted_a2': {
+            'gin_file': 'gin/demo/digitscenes_detection_mean_teacher.gin',
+            'bindings': ('MeanTeacherModel.combiner = @weighted()',
+                         'weighted.pseudo_weight = 2.0')},
     },
     'segmentation': {
         'paper': {'bindings': ()},  # pixels with top probability < 0.5 -> 255
@@ -71,6 +82,16 @@ RECIPES = {
         'mean_teacher': {
             'gin_file': 'gin/demo/digitscenes_segmentation_mean_teacher.gin',
             'bindings': ()},
+        # mean_teacher with L = L_h + a * L_p (human weight 1, as above).
+        'mt_weighted': {
+            'gin_file': 'gin/demo/digitscenes_segmentation_mean_teacher.gin',
+            'bindings': ('MeanTeacherModel.combiner = @weighted()',)},
+        # mean_teacher keeping only pixels with top probability >= 0.9 (the
+        # 0.5 rule keeps 98.5% of the pixels; FixMatch-style segmentation
+        # uses 0.95).
+        'mt_pixel_0.9': {
+            'gin_file': 'gin/demo/digitscenes_segmentation_mean_teacher.gin',
+            'bindings': ('SegmentationTargets.pixel_threshold = 0.9',)},
     },
 }
 
