@@ -36,6 +36,7 @@ from st_tf.data import decoders
 from st_tf.datasets.digitscenes import scenes as digitscenes
 from st_tf.data import parsers
 from st_tf.data import pipeline
+from st_tf.modeling import anchors
 
 _DATA_DIR = flags.DEFINE_string(
     'data_dir', None, 'DigitScenes folder (digitscenes.generate output); '
@@ -50,8 +51,8 @@ _ROUNDS = flags.DEFINE_integer('rounds', 2, 'Alternating rounds per side; '
 _VALIDATE = flags.DEFINE_bool('validate', True, 'Our decoder validates '
                               'records (the default in training).')
 
-_ANCHORS = dict(min_level=3, max_level=7, num_scales=3,
-                aspect_ratios=[0.5, 1.0, 2.0], anchor_size=4.0)
+# One anchor object for both sides (Model Garden's defaults, levels 3-7).
+_ANCHORS = anchors.AnchorSpec()
 _RANDAUG = dict(num_layers=2, magnitude=10., cutout_const=40.,
                 translate_const=100.)
 
@@ -60,7 +61,7 @@ def _ours(data_dir: str) -> tf.data.Dataset:
   size = _SIZE.value
   policy = parsers.augment.randaugment_large_jitter(**_RANDAUG)
   parser = parsers.DetectionParser(output_size=(size, size), policy=policy,
-                                   **_ANCHORS)
+                                   anchors=_ANCHORS)
   half = _BATCH.value // 2
   return pipeline.build_self_training_dataset(
       human_file_pattern=digitscenes.file_pattern(data_dir, 'labeled'),
@@ -77,7 +78,8 @@ def _model_garden(data_dir: str) -> tf.data.Dataset:
       type='randaug', randaug=vision_cfg.RandAugment(**_RANDAUG))
   parser = retinanet_input.Parser(
       output_size=[size, size], aug_type=aug, aug_rand_hflip=True,
-      aug_scale_min=0.5, aug_scale_max=2.0, dtype='float32', **_ANCHORS)
+      aug_scale_min=0.5, aug_scale_max=2.0, dtype='float32',
+      **_ANCHORS.model_garden_kwargs())
   params = cfg.DataConfig(
       input_path=digitscenes.file_pattern(data_dir, 'labeled'),
       global_batch_size=_BATCH.value, is_training=True,

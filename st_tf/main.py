@@ -68,10 +68,21 @@ def import_configurables() -> None:
       importlib.import_module(info.name)
 
 
-# Macros the model files of gin/templates/models/ define (the templates use
-# them for the parser's anchors).
+# Macros the model files of gin/templates/models/ define (for `Anchors` and
+# the backbones' levels; other gin files may use them too).
 _MODEL_MACROS = ('MIN_LEVEL', 'MAX_LEVEL', 'NUM_SCALES', 'ASPECT_RATIOS',
                  'ANCHOR_SIZE')
+# Model builders a template references (a model file binds their backbone)
+# -> an example model file.
+_MODEL_BUILDERS = {'build_retinanet': 'retinanet_tiny.gin',
+                   'build_segmentation_model': 'segmentation_tiny.gin'}
+
+
+def _model_file_hint(example: str = 'retinanet_tiny.gin') -> str:
+  return (' The templates take the model from one model file, e.g. add '
+          f'--gin_file=gin/templates/models/{example} (all: '
+          'gin/templates/models/).')
+
 _INCLUDE = re.compile(r"""^\s*include\s+['"]([^'"]+)['"]""")
 _REQUIRED_MACRO = re.compile(
     r'^\s*([A-Za-z_][\w.]*)\s*=\s*%gin\.REQUIRED\s*(?:#\s*(.*))?$')
@@ -165,7 +176,8 @@ def parse_config(gin_files: Sequence[str],
     FileNotFoundError: a gin file does not exist.
     ValueError: an unknown configurable/parameter or a syntax error (gin's
       message names it and its file/line); a `%gin.REQUIRED` macro not given
-      or a macro used but never set (the message names them and the fix).
+      or a macro used but never set, or a model builder without a model
+      file (the message names them and the fix).
   """
   for path in gin_files:
     if not (tf.io.gfile.exists(path) or
@@ -195,14 +207,40 @@ def parse_config(gin_files: Sequence[str],
     if not unbound:
       raise
     name = unbound.group(1)
-    hint = (' It is a model file\'s anchor macro: the templates take the '
-            'model from one model file, e.g. add --gin_file=gin/templates/'
-            'models/retinanet_tiny.gin (all: gin/templates/models/).'
+    hint = (' It is a model file\'s macro.' + _model_file_hint()
             if name in _MODEL_MACROS else
             f' Set it, e.g. --gin_bindings="{name} = <value>".')
     raise ValueError(
         f'gin macro %{name} is used by {list(gin_files)} but never set.'
         + hint) from e
+  check_model_file(gin_files)
+
+
+def _references(name: str) -> bool:
+  """Whether a parsed binding's value is `@name` or `@name()` (also inside
+  a list, tuple or dict)."""
+  for params in gin.config._CONFIG.values():  # pylint: disable=protected-access
+    for value in params.values():
+      items = list(value.values()) if isinstance(value, dict) else (
+          list(value) if isinstance(value, (list, tuple)) else [value])
+      if any(isinstance(v, gin.config.ConfigurableReference)
+             and v.configurable.name == name for v in items):
+        return True
+  return False
+
+
+def check_model_file(gin_files: Sequence[str]) -> None:
+  """ValueError when the parsed config uses a model builder (e.g. a
+  template's `@build_retinanet()`) whose backbone no file binds: the model
+  file was left out."""
+  bound = {selector.split('.')[-1]
+           for (_, selector), params in gin.config._CONFIG.items()  # pylint: disable=protected-access
+           if 'backbone' in params}
+  for name, example in _MODEL_BUILDERS.items():
+    if _references(name) and name not in bound:
+      raise ValueError(
+          f'{list(gin_files)} use @{name}() but bind no model '
+          f'({name}.backbone is not set).' + _model_file_hint(example))
 
 
 def get_mode(mode: str) -> Callable[..., Any]:

@@ -226,8 +226,10 @@ def test_template_errors_name_the_missing_values_and_the_model_file():
                      r'--gin_bindings="LABELED_PATTERN = \'data/mine/train-\*\'"'):
     main.parse_config(['gin/templates/detection.gin',
                        'gin/templates/models/retinanet_tiny.gin'])
-  gin.clear_config()
-  with pytest.raises(ValueError, match=r'%MIN_LEVEL .*never set.*'
-                     r'gin/templates/models/retinanet_tiny\.gin'):
-    main.parse_config(['gin/templates/detection.gin'],
-                      _data_bindings('detection'))
+  for task, builder, model_file in (
+      ('detection', 'build_retinanet', 'retinanet_tiny'),
+      ('segmentation', 'build_segmentation_model', 'segmentation_tiny')):
+    gin.clear_config()
+    with pytest.raises(ValueError, match=rf'@{builder}\(\) but bind no model'
+                       rf'.*gin/templates/models/{model_file}\.gin'):
+      main.parse_config([f'gin/templates/{task}.gin'], _data_bindings(task))

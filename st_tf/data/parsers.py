@@ -27,6 +27,7 @@ from official.vision.ops import box_ops
 from official.vision.ops import preprocess_ops
 
 from st_tf.data import augment
+from st_tf.modeling import anchors as anchor_lib
 
 MODES = ('train', 'eval')
 CROWD_HANDLING = ('drop', 'ignore', 'soft')
@@ -118,11 +119,7 @@ class DetectionParser(_Parser):
   def __init__(self,
                output_size: Sequence[int] = (128, 128),
                policy: PolicyArg = 'S1',
-               min_level: int = 3,
-               max_level: int = 7,
-               num_scales: int = 3,
-               aspect_ratios: Sequence[float] = (0.5, 1.0, 2.0),
-               anchor_size: float = 4.0,
+               anchors: Optional[anchor_lib.AnchorSpec] = None,
                match_threshold: float = 0.5,
                unmatched_threshold: float = 0.5,
                box_coder_weights: Optional[Sequence[float]] = None,
@@ -138,14 +135,17 @@ class DetectionParser(_Parser):
       output_size: [height, width] of the image after resize/crop.
       policy: augmentation policy (name or `AugmentPolicy`) used in 'train'
         mode; 'eval' mode never augments.
-      min_level, max_level, num_scales, aspect_ratios, anchor_size: anchors,
-        as Model Garden's `anchor.build_anchor_generator`.
+      anchors: the anchors targets are encoded against (`AnchorSpec`, as
+        Model Garden's `anchor.build_anchor_generator`); None = the
+        gin-configured `Anchors()`, the ones `build_retinanet` uses by
+        default.
       match_threshold, unmatched_threshold, box_coder_weights: Model Garden's
         `anchor.AnchorLabeler`.
       max_num_instances: eval groundtruths are padded to this many boxes.
       skip_crowd_during_training: drop crowd boxes in 'train' mode (with
         `crowd_handling='drop'`).
-      pad: pad the image to a multiple of 2**max_level (as Model Garden).
+      pad: pad the image to a multiple of 2**anchors.max_level pixels (as
+        Model Garden).
       mode: 'train' or 'eval'.
       crowd_handling: what crowd boxes (COCO crowds; the ignore band of
         pseudo labels, see `pseudo_label.detection.BoxSelection.band_low`)
@@ -166,15 +166,16 @@ class DetectionParser(_Parser):
     self._mode = _check_mode(mode)
     self._policy = augment.get_policy(policy, 'DetectionParser.policy')
     self._eval_policy = augment.eval_policy()
+    self._anchors = anchor_lib.resolve(anchors, 'DetectionParser.anchors')
     self._padded_size = (
-        preprocess_ops.compute_padded_size(self._output_size, 2**max_level)
+        preprocess_ops.compute_padded_size(self._output_size,
+                                           2**self._anchors.max_level)
         if pad else self._output_size)
     self._padded_size = [int(s) for s in self._padded_size]
     self._max_num_instances = max_num_instances
     self._skip_crowd = skip_crowd_during_training
     self._anchor_generator = anchor.build_anchor_generator(
-        min_level=min_level, max_level=max_level, num_scales=num_scales,
-        aspect_ratios=list(aspect_ratios), anchor_size=anchor_size)
+        **self._anchors.model_garden_kwargs())
     self._labeler = anchor.AnchorLabeler(
         match_threshold=match_threshold,
         unmatched_threshold=unmatched_threshold,
@@ -184,6 +185,11 @@ class DetectionParser(_Parser):
   def padded_size(self) -> Sequence[int]:
     """[height, width] of the parsed images."""
     return list(self._padded_size)
+
+  @property
+  def anchors(self) -> anchor_lib.AnchorSpec:
+    """The anchors the targets are encoded against."""
+    return self._anchors
 
   @property
   def labeler(self) -> anchor.AnchorLabeler:

@@ -10,11 +10,11 @@ whose backbone and decoder parts come from gin references (see
 
 Inputs: NORMALIZED float images [B, H, W, 3] (Model Garden mean/std; the
 wrapper model normalizes uint8 images before calling this model), H and W
-equal to `input_size` and divisible by 2**max_level.
+equal to `input_size` and divisible by 2**anchors.max_level.
 
 Outputs of `model(images, training=True)`:
   cls_outputs: {str(level): [B, H/2**l, W/2**l, num_anchors * num_classes]}
-    logits, num_anchors = num_scales * len(aspect_ratios).
+    logits, num_anchors = anchors.num_scales * len(anchors.aspect_ratios).
   box_outputs: {str(level): [B, H/2**l, W/2**l, num_anchors * 4]} encoded
     box regressions (Model Garden box coder, yxyx).
 With `training=False` (optionally `image_shape=[B, 2]`, and `anchor_boxes`)
@@ -28,8 +28,10 @@ chosen with `soft_nms_sigma` (a float; Model Garden applies it with
 `tf.image.non_max_suppression_with_scores` in 'v1' only, so another version
 is an error here rather than silently hard NMS).
 
-Anchors: the model's anchor settings are checked against every
-gin-configured `DetectionParser` at build time (`st_tf.modeling.anchors`).
+Anchors (levels, scales, aspect ratios, size): one `AnchorSpec`, by default
+the gin configurable `Anchors` that `DetectionParser` reads too; a scoped
+`Anchors` binding that would make the two differ fails at build time
+(`st_tf.modeling.anchors`).
 
 The backbone alone (for backbone-only checkpoint init, e.g. ImageNet) is the
 model's `.backbone` attribute; `model.checkpoint_items` gives
@@ -46,7 +48,7 @@ from official.vision.configs import decoders as decoders_cfg
 from official.vision.configs import retinanet as retinanet_cfg
 from official.vision.modeling import factory
 from official.vision.modeling.decoders import factory as decoder_factory
-from st_tf.modeling import anchors
+from st_tf.modeling import anchors as anchor_lib
 from st_tf.modeling import backbones
 from st_tf.modeling import common
 from st_tf.modeling import decoders
@@ -74,11 +76,7 @@ def build_retinanet(
     num_classes: int = gin.REQUIRED,
     backbone: backbones_cfg.Backbone = gin.REQUIRED,
     decoder: Optional[decoders_cfg.Decoder] = None,
-    min_level: int = 3,
-    max_level: int = 7,
-    num_scales: int = 3,
-    aspect_ratios: Sequence[float] = (0.5, 1.0, 2.0),
-    anchor_size: float = 4.0,
+    anchors: Optional[anchor_lib.AnchorSpec] = None,
     head_num_convs: int = 4,
     head_num_filters: int = 256,
     head_use_separable_conv: bool = False,
@@ -101,15 +99,15 @@ def build_retinanet(
   """Builds a Model Garden RetinaNetModel.
 
   Args:
-    input_size: (height, width) in pixels; multiples of 2**max_level.
+    input_size: (height, width) in pixels; multiples of
+      2**anchors.max_level.
     num_classes: number of classes INCLUDING background (class 0).
     backbone: backbone config, e.g. gin `@spinenet_mobile()`.
     decoder: decoder config, e.g. `@fpn()`; None means `identity_decoder()`.
-    min_level: smallest feature level (stride 2**min_level) with anchors.
-    max_level: largest feature level.
-    num_scales: anchor scales per octave.
-    aspect_ratios: anchor aspect ratios (width / height).
-    anchor_size: anchor base size relative to the level stride.
+    anchors: the anchors (`AnchorSpec`: levels min_level..max_level of the
+      decoder and head, scales, width / height ratios, size in units of
+      the level stride); None = the gin-configured `Anchors()`, the ones
+      `DetectionParser` uses by default.
     head_num_convs: convs per head tower.
     head_num_filters: filters of the head towers.
     head_use_separable_conv: separable convs in the head.
@@ -133,19 +131,19 @@ def build_retinanet(
   Returns:
     A built `RetinaNetModel` (see module docstring for inputs/outputs).
   """
-  common.check_input_size(input_size, max_level)
+  anchors = anchor_lib.resolve(anchors, 'build_retinanet.anchors')
+  anchor_lib.check_anchor_scopes(anchors)
+  common.check_input_size(input_size, anchors.max_level)
   common.check_num_classes(num_classes)
   _check_nms(nms_version, soft_nms_sigma)
-  anchors.check_parser_anchors(anchors.AnchorSpec.create(
-      min_level, max_level, num_scales, aspect_ratios, anchor_size))
   decoder = decoder if decoder is not None else decoders.identity_decoder()
   norm_activation = common.norm_activation_config(
       activation, use_sync_bn, norm_momentum, norm_epsilon)
   model_config = retinanet_cfg.RetinaNet(
       num_classes=num_classes,
       input_size=[int(input_size[0]), int(input_size[1]), 3],
-      min_level=min_level,
-      max_level=max_level,
+      min_level=anchors.min_level,
+      max_level=anchors.max_level,
       backbone=backbone,
       decoder=decoder,
       head=retinanet_cfg.RetinaNetHead(
@@ -164,14 +162,22 @@ def build_retinanet(
           soft_nms_sigma=soft_nms_sigma,
           use_class_agnostic_nms=use_class_agnostic_nms),
       anchor=retinanet_cfg.Anchor(
-          num_scales=num_scales,
-          aspect_ratios=list(aspect_ratios),
-          anchor_size=anchor_size),
+          num_scales=anchors.num_scales,
+          aspect_ratios=list(anchors.aspect_ratios),
+          anchor_size=anchors.anchor_size),
       norm_activation=norm_activation)
-  regularizer = common.l2_regularizer(l2_weight_decay)
+  return _build(model_config, input_size, backbone, decoder,
+                common.l2_regularizer(l2_weight_decay))
 
+
+def _build(model_config: retinanet_cfg.RetinaNet, input_size: Sequence[int],
+           backbone: backbones_cfg.Backbone, decoder: decoders_cfg.Decoder,
+           regularizer: Optional[tf_keras.regularizers.Regularizer]
+          ) -> tf_keras.Model:
+  """Backbone, decoder (levels checked) and Model Garden's RetinaNetModel."""
+  min_level, max_level = model_config.min_level, model_config.max_level
   backbone_model = backbones.build_backbone(
-      backbone, input_size, norm_activation, regularizer)
+      backbone, input_size, model_config.norm_activation, regularizer)
   decoder_model = decoder_factory.build_decoder(
       input_specs=backbone_model.output_specs,
       model_config=model_config,

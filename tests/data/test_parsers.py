@@ -4,8 +4,12 @@ import pytest
 import tensorflow as tf
 
 from st_tf.data import parsers
+from st_tf.modeling import anchors
 
 SIZE = 64
+# Levels 3-5, one anchor per location (anchor_size: the default, 4).
+ANCHORS = anchors.AnchorSpec(min_level=3, max_level=5, num_scales=1,
+                             aspect_ratios=(1.0,))
 
 
 def _detection(num_boxes, teacher_id='', crowd=None):
@@ -28,9 +32,8 @@ def _detection(num_boxes, teacher_id='', crowd=None):
 
 
 def _parser(**kwargs):
-  return parsers.DetectionParser(output_size=(SIZE, SIZE), min_level=3,
-                                 max_level=5, num_scales=1,
-                                 aspect_ratios=(1.0,), **kwargs)
+  return parsers.DetectionParser(output_size=(SIZE, SIZE), anchors=ANCHORS,
+                                 **kwargs)
 
 
 def _check_detection(images, labels, num_boxes):

@@ -9,9 +9,13 @@ from st_tf.data import decoders
 from st_tf.data import parsers
 from st_tf.data import pipeline
 from st_tf.data import schema
+from st_tf.modeling import anchors
 
 SIZE = 64
 NUM_CLASSES = 11  # 10 classes + background
+# Levels 3-5, one anchor per location (anchor_size: the default, 4).
+ANCHORS = anchors.AnchorSpec(min_level=3, max_level=5, num_scales=1,
+                             aspect_ratios=(1.0,))
 
 
 def _write(path, n, teacher_id=None, segmentation=False):
@@ -49,8 +53,7 @@ def records(tmp_path_factory):
 def _parser(policy, mode='train'):
   """One parser per policy: its trace is reused by every test."""
   return parsers.DetectionParser(output_size=(SIZE, SIZE), policy=policy,
-                                 min_level=3, max_level=5, num_scales=1,
-                                 aspect_ratios=(1.0,), mode=mode)
+                                 anchors=ANCHORS, mode=mode)
 
 
 def _student(records, policy='S1', **kwargs):

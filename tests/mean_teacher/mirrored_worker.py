@@ -41,7 +41,7 @@ STEPS = 2
 def _parsers():
   parser = parsers.DetectionParser(
       output_size=(tiny.SIZE, tiny.SIZE), policy='S1', mode='train',
-      crowd_handling='ignore', **step_test.ANCHORS)
+      crowd_handling='ignore', anchors=step_test.ANCHORS)
   view_parser = views_lib.TwoViewParser(
       output_size=(tiny.SIZE, tiny.SIZE), strong_augmenter=None,
       size_multiple=32, groundtruth='boxes', max_num_instances=8)

@@ -18,8 +18,7 @@ from st_tf.modeling import decoders
 from st_tf.modeling import detection as detection_modeling
 from tests.pseudo_label import tiny
 
-ANCHORS = dict(min_level=3, max_level=5, num_scales=1, aspect_ratios=(1.0,),
-               anchor_size=2.0)
+ANCHORS = tiny.ANCHORS
 
 
 def _network():
@@ -27,7 +26,7 @@ def _network():
       input_size=(tiny.SIZE, tiny.SIZE), num_classes=tiny.NUM_CLASSES,
       backbone=backbones.resnet(model_id=10, depth_multiplier=0.125),
       decoder=decoders.fpn(num_filters=16), head_num_convs=1,
-      head_num_filters=16, **ANCHORS)
+      head_num_filters=16, anchors=ANCHORS)
 
 
 def _example(num_boxes, seed):
@@ -56,7 +55,7 @@ def _batch(parser, view_parser, num_boxes):
 def setup():
   parser = parsers.DetectionParser(
       output_size=(tiny.SIZE, tiny.SIZE), policy='S1', mode='train',
-      crowd_handling='ignore', **ANCHORS)
+      crowd_handling='ignore', anchors=ANCHORS)
   view_parser = views_lib.TwoViewParser(
       output_size=(tiny.SIZE, tiny.SIZE), strong_augmenter=None,
       size_multiple=32, groundtruth='boxes', max_num_instances=8)

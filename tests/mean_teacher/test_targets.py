@@ -22,8 +22,7 @@ def _parser(crowd_handling):
   # input frame), train mode so that crowd (band) boxes are used.
   return parsers.DetectionParser(
       output_size=(tiny.SIZE, tiny.SIZE), policy=augment.AugmentPolicy('id'),
-      min_level=3, max_level=5, num_scales=1, aspect_ratios=(1.0,),
-      anchor_size=2.0, mode='train', crowd_handling=crowd_handling)
+      anchors=tiny.ANCHORS, mode='train', crowd_handling=crowd_handling)
 
 
 def _decode_all(pattern, decoder):

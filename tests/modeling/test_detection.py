@@ -1,19 +1,22 @@
 """Tests of the gin RetinaNet builder (tiny ResNet-10 x0.25 + FPN)."""
+import dataclasses
+
 import gin
 import numpy as np
 import pytest
 import tensorflow as tf
 import tf_keras
 
+from st_tf.modeling import anchors
 from st_tf.modeling import backbones
 from st_tf.modeling import decoders
 from st_tf.modeling import detection
 
 _SIZE = 64
 _NUM_CLASSES = 11
+_ANCHORS = anchors.AnchorSpec(min_level=3, max_level=5, anchor_size=2.0)
 _TINY = dict(
-    input_size=(_SIZE, _SIZE), num_classes=_NUM_CLASSES,
-    min_level=3, max_level=5, anchor_size=2.0,
+    input_size=(_SIZE, _SIZE), num_classes=_NUM_CLASSES, anchors=_ANCHORS,
     head_num_convs=1, head_num_filters=16, head_use_separable_conv=True,
     nms_version='batched', pre_nms_top_k=100, max_num_detections=10,
     pre_nms_score_threshold=0.0)
@@ -88,7 +91,8 @@ def test_gin_swaps_backbone_and_decoder():
   """)
   # NAS-FPN's cells need the five levels 3..7 (input 128 = 2**7).
   model = detection.build_retinanet(
-      **dict(_TINY, input_size=(128, 128), max_level=7))
+      **dict(_TINY, input_size=(128, 128),
+             anchors=dataclasses.replace(_ANCHORS, max_level=7)))
   assert type(model.backbone).__name__ == 'ResNet'
   assert model.backbone.get_config()['model_id'] == 10
   assert type(model.decoder).__name__ == 'NASFPN'
@@ -109,7 +113,7 @@ def test_identity_decoder_needs_backbone_levels():
   with pytest.raises(ValueError, match=r'missing \[6\]'):
     detection.build_retinanet(
         backbone=_tiny_backbone(), decoder=decoders.identity_decoder(),
-        **dict(_TINY, max_level=6))
+        **dict(_TINY, anchors=dataclasses.replace(_ANCHORS, max_level=6)))
 
 
 def test_bad_arguments_raise_clear_errors():

@@ -58,13 +58,9 @@ EFFNET_WIDTH = 0.25
 
 _SPINENET_COMMON = {
     'build_retinanet.num_classes': 91,
-    'build_retinanet.min_level': 3, 'build_retinanet.max_level': 7,
-    'build_retinanet.num_scales': 3,
-    'build_retinanet.aspect_ratios': [1.0, 2.0, 0.5],
-    'build_retinanet.anchor_size': 4.0,
-    'DetectionParser.aspect_ratios': [1.0, 2.0, 0.5],
-    'DetectionParser.num_scales': 3, 'DetectionParser.anchor_size': 4.0,
-    'DetectionParser.min_level': 3, 'DetectionParser.max_level': 7,
+    # One binding for the head and the parser (st_tf/modeling/anchors.py).
+    'Anchors.min_level': 3, 'Anchors.max_level': 7, 'Anchors.num_scales': 3,
+    'Anchors.aspect_ratios': [1.0, 2.0, 0.5], 'Anchors.anchor_size': 4.0,
     'DetectionParser.match_threshold': 0.5,
     'DetectionParser.unmatched_threshold': 0.5,
     'build_retinanet.activation': 'swish',

@@ -22,13 +22,12 @@ def _network(task, size):
   """tiny.py's networks, built at `size`."""
   common = dict(input_size=(size, size), num_classes=tiny.NUM_CLASSES,
                 backbone=backbones.resnet(model_id=10, depth_multiplier=0.125),
-                decoder=decoders.fpn(num_filters=16), min_level=3,
-                max_level=5, head_num_convs=1, head_num_filters=16)
+                decoder=decoders.fpn(num_filters=16), head_num_convs=1,
+                head_num_filters=16)
   if task == 'detection':
-    return detection_modeling.build_retinanet(
-        num_scales=1, aspect_ratios=(1.0,), anchor_size=2.0, **common)
-  return segmentation_modeling.build_segmentation_model(head_level=3,
-                                                        **common)
+    return detection_modeling.build_retinanet(anchors=tiny.ANCHORS, **common)
+  return segmentation_modeling.build_segmentation_model(
+      head_level=3, min_level=3, max_level=5, **common)
 
 
 def _teacher(tmp_path, task):

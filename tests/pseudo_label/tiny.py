@@ -10,6 +10,7 @@ import tf_keras
 from st_tf import model as model_lib
 from st_tf.datasets.digitscenes import scenes as digitscenes
 from st_tf.losses import self_training
+from st_tf.modeling import anchors
 from st_tf.modeling import backbones
 from st_tf.modeling import decoders
 from st_tf.modeling import detection as detection_modeling
@@ -18,6 +19,9 @@ from st_tf.pseudo_label import teacher as teacher_lib
 
 SIZE = 64
 NUM_CLASSES = digitscenes.NUM_CLASSES  # 11
+# The tiny RetinaNet's anchors: levels 3-5, one anchor per location.
+ANCHORS = anchors.AnchorSpec(min_level=3, max_level=5, num_scales=1,
+                             aspect_ratios=(1.0,), anchor_size=2.0)
 
 
 def _no_loss(outputs, labels, weight):
@@ -42,9 +46,8 @@ def detection_model(num_classes: int = NUM_CLASSES, bias_seed: int = 0,
   network = detection_modeling.build_retinanet(
       input_size=(SIZE, SIZE), num_classes=num_classes,
       backbone=backbones.resnet(model_id=10, depth_multiplier=0.125),
-      decoder=decoders.fpn(num_filters=16), min_level=3, max_level=5,
-      num_scales=1, aspect_ratios=(1.0,), anchor_size=2.0, head_num_convs=1,
-      head_num_filters=16, **generator)
+      decoder=decoders.fpn(num_filters=16), anchors=ANCHORS,
+      head_num_convs=1, head_num_filters=16, **generator)
   model = _wrap(network)
   rng = np.random.default_rng(bias_seed)
   for var in network.head.trainable_variables:
