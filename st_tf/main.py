@@ -35,6 +35,7 @@ import tensorflow as tf
 import st_tf
 from st_tf import paths
 from st_tf import registry
+from st_tf import tasks
 
 # mode -> 'module:function' of its gin-configurable entry point (model_dir=).
 MODES: registry.Registry[str] = registry.Registry('mode', {
@@ -72,12 +73,6 @@ def import_configurables() -> None:
 # the backbones' levels; other gin files may use them too).
 _MODEL_MACROS = ('MIN_LEVEL', 'MAX_LEVEL', 'NUM_SCALES', 'ASPECT_RATIOS',
                  'ANCHOR_SIZE')
-# Model builders a template references (a model file binds their backbone)
-# -> an example model file.
-_MODEL_BUILDERS = {'build_retinanet': 'retinanet_tiny.gin',
-                   'build_segmentation_model': 'segmentation_tiny.gin'}
-
-
 def _model_file_hint(example: str = 'retinanet_tiny.gin') -> str:
   return (' The templates take the model from one model file, e.g. add '
           f'--gin_file=gin/templates/models/{example} (all: '
@@ -236,7 +231,8 @@ def check_model_file(gin_files: Sequence[str]) -> None:
   bound = {selector.split('.')[-1]
            for (_, selector), params in gin.config._CONFIG.items()  # pylint: disable=protected-access
            if 'backbone' in params}
-  for name, example in _MODEL_BUILDERS.items():
+  for task in tasks.all_tasks():
+    name, example = task.model_builder, task.example_model_file
     if _references(name) and name not in bound:
       raise ValueError(
           f'{list(gin_files)} use @{name}() but bind no model '

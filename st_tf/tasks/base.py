@@ -44,6 +44,9 @@ class Task(abc.ABC):
       record holding this task's labels has.
     signature_outputs: the outputs of our export's `serving_default`
       (`st_tf.export.saved_model`), which tell a SavedModel's task.
+    model_builder: the gin name of this task's network builder, whose
+      `backbone` a model file of gin/templates/models/ binds.
+    example_model_file: such a model file (named in errors).
   """
 
   name: str
@@ -51,6 +54,8 @@ class Task(abc.ABC):
   label_unit: str
   ground_truth_key: str
   signature_outputs: Tuple[str, ...]
+  model_builder: str
+  example_model_file: str
 
   def __repr__(self) -> str:
     return f'<Task {self.name}>'

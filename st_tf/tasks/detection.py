@@ -21,6 +21,8 @@ class DetectionTask(base.Task):
   ground_truth_key = schema.BOX_YMIN
   signature_outputs = ('detection_boxes', 'detection_scores',
                        'detection_classes', 'num_detections')
+  model_builder = 'build_retinanet'
+  example_model_file = 'retinanet_tiny.gin'
 
   def network_class(self) -> type:
     from official.vision.modeling import retinanet_model  # pylint: disable=g-import-not-at-top

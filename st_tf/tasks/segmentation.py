@@ -21,6 +21,8 @@ class SegmentationTask(base.Task):
   label_unit = 'pixels'
   ground_truth_key = schema.SEGMENTATION_MASK
   signature_outputs = ('class_map', 'confidence')
+  model_builder = 'build_segmentation_model'
+  example_model_file = 'segmentation_tiny.gin'
 
   def network_class(self) -> type:
     from official.vision.modeling import segmentation_model  # pylint: disable=g-import-not-at-top
