@@ -47,11 +47,10 @@ from official.vision.configs import backbones as backbones_cfg
 from official.vision.configs import decoders as decoders_cfg
 from official.vision.configs import retinanet as retinanet_cfg
 from official.vision.modeling import factory
-from official.vision.modeling.decoders import factory as decoder_factory
 from st_tf.modeling import anchors as anchor_lib
-from st_tf.modeling import backbones
 from st_tf.modeling import common
 from st_tf.modeling import decoders
+from st_tf.modeling import features
 
 
 def _check_nms(nms_version: str, soft_nms_sigma: Optional[float]) -> None:
@@ -166,34 +165,20 @@ def build_retinanet(
           aspect_ratios=list(anchors.aspect_ratios),
           anchor_size=anchors.anchor_size),
       norm_activation=norm_activation)
-  return _build(model_config, input_size, backbone, decoder,
+  return _build(model_config, input_size,
                 common.l2_regularizer(l2_weight_decay))
 
 
 def _build(model_config: retinanet_cfg.RetinaNet, input_size: Sequence[int],
-           backbone: backbones_cfg.Backbone, decoder: decoders_cfg.Decoder,
            regularizer: Optional[tf_keras.regularizers.Regularizer]
           ) -> tf_keras.Model:
   """Backbone, decoder (levels checked) and Model Garden's RetinaNetModel."""
-  min_level, max_level = model_config.min_level, model_config.max_level
-  backbone_model = backbones.build_backbone(
-      backbone, input_size, model_config.norm_activation, regularizer)
-  decoder_model = decoder_factory.build_decoder(
-      input_specs=backbone_model.output_specs,
-      model_config=model_config,
-      l2_regularizer=regularizer)
-  if decoder_model is None:
-    common.check_levels(backbone_model.output_specs, min_level, max_level,
-                        f'backbone {backbone.type}')
-  else:
-    common.check_levels(decoder_model.output_specs, min_level, max_level,
-                        f'decoder {decoder.type}')
-
-  input_specs = tf_keras.layers.InputSpec(
-      shape=[None, int(input_size[0]), int(input_size[1]), 3])
+  parts = features.build_features(model_config, input_size, regularizer)
+  common.check_levels(parts.output_specs, model_config.min_level,
+                      model_config.max_level, parts.levels_what)
   return factory.build_retinanet(
-      input_specs=input_specs,
+      input_specs=parts.input_specs,
       model_config=model_config,
       l2_regularizer=regularizer,
-      backbone=backbone_model,
-      decoder=decoder_model)
+      backbone=parts.backbone,
+      decoder=parts.decoder)

@@ -29,10 +29,9 @@ from official.vision.configs import backbones as backbones_cfg
 from official.vision.configs import decoders as decoders_cfg
 from official.vision.configs import semantic_segmentation as seg_cfg
 from official.vision.modeling import factory
-from official.vision.modeling.decoders import factory as decoder_factory
-from st_tf.modeling import backbones
 from st_tf.modeling import common
 from st_tf.modeling import decoders
+from st_tf.modeling import features
 
 
 @gin.configurable
@@ -113,30 +112,20 @@ def build_segmentation_model(
       norm_activation=norm_activation)
   regularizer = common.l2_regularizer(l2_weight_decay)
 
-  backbone_model = backbones.build_backbone(
-      backbone, input_size, norm_activation, regularizer)
-  decoder_model = decoder_factory.build_decoder(
-      input_specs=backbone_model.output_specs,
-      model_config=model_config,
-      l2_regularizer=regularizer)
-  features = (backbone_model.output_specs if decoder_model is None else
-              getattr(decoder_model, 'output_specs', None))  # ASPP: no specs.
-  what = f'decoder {decoder.type}' if decoder_model is not None else (
-      f'backbone {backbone.type}')
-  if features is not None and head_feature_fusion != 'pyramid_fusion':
+  parts = features.build_features(model_config, input_size, regularizer)
+  if (parts.output_specs is not None and  # ASPP: no specs.
+      head_feature_fusion != 'pyramid_fusion'):
     # pyramid_fusion resizes all levels to head_level, which may be absent.
-    common.check_levels(features, head_level, head_level, what)
+    common.check_levels(parts.output_specs, head_level, head_level,
+                        parts.levels_what)
   if head_feature_fusion in ('deeplabv3plus', 'deeplabv3plus_sum_to_merge'):
-    common.check_levels(backbone_model.output_specs, head_low_level,
+    common.check_levels(parts.backbone.output_specs, head_low_level,
                         head_low_level, f'backbone {backbone.type}')
-
-  input_specs = tf_keras.layers.InputSpec(
-      shape=[None, int(input_size[0]), int(input_size[1]), 3])
   model = factory.build_segmentation_model(
-      input_specs=input_specs,
+      input_specs=parts.input_specs,
       model_config=model_config,
       l2_regularizer=regularizer,
-      backbone=backbone_model,
-      decoder=decoder_model)
-  model.build(input_specs.shape)  # Creates the head weights.
+      backbone=parts.backbone,
+      decoder=parts.decoder)
+  model.build(parts.input_specs.shape)  # Creates the head weights.
   return model
