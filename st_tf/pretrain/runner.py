@@ -226,36 +226,24 @@ def pretrain(model_dir: str = gin.REQUIRED,
   input_size = [int(s) for s in input_size]
   build = functools.partial(model, num_classes=num_classes,
                             input_size=input_size)
-  train_parser = inputs.ClassificationParser(output_size=input_size,
-                                             mode='train')
-  eval_parser = inputs.ClassificationParser(output_size=input_size,
-                                            mode='eval')
-
-  def train_dataset(input_context=None) -> tf.data.Dataset:
-    return pipeline.build_dataset(
-        input_context, file_pattern=train_pattern, parser=train_parser,
-        decoder=inputs.decoder(), global_batch_size=batch_size,
-        is_training=True, seed=seed, shuffle_buffer_size=shuffle_buffer_size,
-        dataset_fn=tf.data.TFRecordDataset)
-
   start_step = _checkpoint_step(model_dir)
   logs = trainer.train(
-      model_dir=model_dir, model=build, train_dataset=train_dataset,
+      model_dir=model_dir, model=build,
+      train_dataset=_train_dataset_fn(train_pattern, input_size, batch_size,
+                                      seed, shuffle_buffer_size),
       train_steps=train_steps, steps_per_epoch=steps_per_epoch,
       init=_random_init, seed=seed)
   train_seconds = time.time() - start_time
 
-  trained = build()
-  path, step = checkpoints.restore_model(trained, model_dir)
-  if step != train_steps:
-    raise ValueError(f'{path} is at step {step}, expected {train_steps}: '
-                     'was train_steps changed for an existing model_dir?')
-  print(f'pretrain: evaluating top-1 of {path} on {val_pattern}')
+  trained = _restore(build(), model_dir, train_steps)
+  print(f'pretrain: evaluating top-1 of {model_dir} on {val_pattern}')
+  eval_parser = inputs.ClassificationParser(output_size=input_size,
+                                            mode='eval')
   result = evaluate_top1(trained, val_pattern, eval_parser, eval_batch_size)
   prefix = save_backbone(trained.backbone, model_dir)
   metrics = {
       'top1': result['top1'],
-      'steps': int(step),
+      'steps': int(train_steps),
       'seconds': round(time.time() - start_time, 1),
       'train_seconds': round(train_seconds, 1),
       'start_step': start_step,
@@ -276,7 +264,8 @@ def pretrain(model_dir: str = gin.REQUIRED,
   logging.info('Pre-training done: top-1 %.4f on %d images, backbone in %s',
                metrics['top1'], metrics['num_eval_examples'], prefix)
   print(f'pretrain: top-1 {metrics["top1"]:.4f} on '
-        f'{metrics["num_eval_examples"]} val records after {step} steps; '
+        f'{metrics["num_eval_examples"]} val records after {train_steps} '
+        'steps; '
         f'backbone checkpoint {prefix}')
   return metrics
 
@@ -286,3 +275,32 @@ def _checkpoint_step(model_dir: str) -> int:
   latest = tf.train.latest_checkpoint(model_dir) if tf.io.gfile.exists(
       model_dir) else None
   return checkpoints.checkpoint_step(latest) if latest else 0
+
+
+def _train_dataset_fn(train_pattern: str, input_size: Sequence[int],
+                      batch_size: int, seed: Optional[int],
+                      shuffle_buffer_size: int
+                     ) -> Callable[..., tf.data.Dataset]:
+  """`fn(input_context=None)` -> batches of (uint8 [B, H, W, 3] crops,
+  int labels [B]) from the training records, train-mode augmentation."""
+  parser = inputs.ClassificationParser(output_size=input_size, mode='train')
+
+  def train_dataset(input_context=None) -> tf.data.Dataset:
+    return pipeline.build_dataset(
+        input_context, file_pattern=train_pattern, parser=parser,
+        decoder=inputs.decoder(), global_batch_size=batch_size,
+        is_training=True, seed=seed, shuffle_buffer_size=shuffle_buffer_size,
+        dataset_fn=tf.data.TFRecordDataset)
+
+  return train_dataset
+
+
+def _restore(model: tf_keras.Model, model_dir: str,
+             train_steps: int) -> tf_keras.Model:
+  """`model` with the trainer's last checkpoint of `model_dir`, which must
+  be at `train_steps` (ValueError otherwise)."""
+  path, step = checkpoints.restore_model(model, model_dir)
+  if step != train_steps:
+    raise ValueError(f'{path} is at step {step}, expected {train_steps}: '
+                     'was train_steps changed for an existing model_dir?')
+  return model
