@@ -73,10 +73,13 @@ def import_configurables() -> None:
 # the backbones' levels; other gin files may use them too).
 _MODEL_MACROS = ('MIN_LEVEL', 'MAX_LEVEL', 'NUM_SCALES', 'ASPECT_RATIOS',
                  'ANCHOR_SIZE')
+
+
 def _model_file_hint(example: str = 'retinanet_tiny.gin') -> str:
   return (' The templates take the model from one model file, e.g. add '
           f'--gin_file=gin/templates/models/{example} (all: '
           'gin/templates/models/).')
+
 
 _INCLUDE = re.compile(r"""^\s*include\s+['"]([^'"]+)['"]""")
 _REQUIRED_MACRO = re.compile(
