@@ -64,7 +64,10 @@ RECIPES = {
             'bindings': ()},
         # mean_teacher with L = L_h + a * L_p (`weighted`, as Unbiased and
         # Soft Teacher combine): the human part keeps the baseline's weight 1
-        # instead of the normalized loss's 1 / (1 + a).
+        # instead of the normalized loss's 1 / (1 + a). With m_h ~ m_p that
+        # is about twice the normalized loss: twice the baseline's step size
+        # at one learning rate, so compare it with a baseline at twice the
+        # rate (`baseline/warmup_cosine.learning_rate`, docs/results.md).
         'mt_weighted': {
             'gin_file': 'gin/demo/digitscenes_detection_mean_teacher.gin',
             'bindings': ('MeanTeacherModel.combiner = @weighted()',)},
